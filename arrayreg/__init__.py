@@ -1,0 +1,30 @@
+"""arrayreg: DeepReg's geometric core on plain NumPy arrays, with Numba kernels.
+
+Conventions: channels-last, batch-first volumes ``(batch, d1, d2, d3[, ch])``;
+DDFs ``(batch, f1, f2, f3, 3)`` in voxels on the fixed grid, ``ij`` order:
+``warped[b, x] = image[b, x + ddf[b, x]]``.  CuPy is never imported here.
+"""
+
+from .affine import random_transform_generator
+from .ddf import integrate_dvf, warp_image_ddf
+from .grid import get_n_bits_combinations, get_reference_grid, warp_grid
+from .nn import AdditiveUpSampling, IntDVF, Warping
+from .resample import pyramid_combination, resample
+from .resize import resize3d
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdditiveUpSampling",
+    "IntDVF",
+    "Warping",
+    "get_n_bits_combinations",
+    "get_reference_grid",
+    "integrate_dvf",
+    "pyramid_combination",
+    "random_transform_generator",
+    "resample",
+    "resize3d",
+    "warp_grid",
+    "warp_image_ddf",
+]

@@ -1,0 +1,1 @@
+"""Numba kernels: scalar formulas shared by every target, CPU loops around them."""

@@ -1,0 +1,156 @@
+"""Scalar formulas shared by every kernel (one definition, compiled per target).
+
+Everything here works on one output point and never validates: the public
+functions have already checked shapes, dtypes and options.  The functions are
+plain ``@njit(inline="always")`` functions so that the CPU loops inline them.
+
+Conventions
+-----------
+``top`` is ``dim - 1`` as a float of the compute dtype, ``one`` is ``1`` in
+the compute dtype (kept as a value so that no float64 literal promotes a
+float32 computation).  An index of ``-1`` marks a corner that lies outside the
+volume: it contributes ``outside`` (the fill value).
+
+Linear weights follow DeepReg v0.1.1 exactly, operation for operation, so that
+float32 results agree to the last bit:
+
+- ``boundary="clamp"``: ``c`` is clipped to ``[0, top]``, ``hi = ceil(c)``,
+  ``lo = max(hi - 1, 0)``, ``w_lo = hi - c``.  A NaN ``c`` gives a NaN weight
+  and therefore a NaN value.
+- ``boundary="constant"``: ``c`` is not clipped; ``hi = ceil(c)``,
+  ``lo = hi - 1``, ``w_lo = hi - c``; a corner outside ``[0, top]`` is ``-1``.
+  A coordinate outside ``(-1, top + 1)`` (or NaN) has both corners outside.
+
+Corners are combined as DeepReg's ``pyramid_combination``: first along axis
+0, then axis 1, then axis 2, each step ``v_lo * w_lo + v_hi * (1 - w_lo)``.
+"""
+
+import numpy as np
+from numba import njit
+
+
+@njit(inline="always")
+def linear_axis(c, top, one, constant):
+    """Return ``(lo, hi, w_lo)``: the two corners along one axis and the floor weight."""
+    if constant:
+        if not (c > -one and c < top + one):
+            return -1, -1, one
+        hi_f = np.ceil(c)
+        hi = np.int64(hi_f)
+        lo = hi - 1
+        if hi_f > top:
+            hi = -1
+        return lo, hi, hi_f - c
+    if c != c:
+        return 0, 0, c
+    if c < 0:
+        c = top - top
+    elif c > top:
+        c = top
+    hi_f = np.ceil(c)
+    hi = np.int64(hi_f)
+    lo = hi - 1 if hi > 0 else hi
+    return lo, hi, hi_f - c
+
+
+@njit(inline="always")
+def nearest_axis(c, top, constant):
+    """Index of the nearest voxel, rounding half up: ``floor(c + 1/2)``; ``-1`` when outside or NaN."""
+    if c != c:
+        return -1
+    if constant:
+        if not (c >= -0.5 and c < top + 0.5):
+            return -1
+    elif c <= 0:
+        return 0
+    elif c >= top:
+        return np.int64(top)
+    return np.int64(np.floor(np.float64(c) + 0.5))
+
+
+@njit(inline="always")
+def mix(v_lo, v_hi, w_lo, one):
+    """DeepReg's one-dimensional combination ``v_lo * w_lo + v_hi * (1 - w_lo)``."""
+    return v_lo * w_lo + v_hi * (one - w_lo)
+
+
+@njit(inline="always")
+def tf_lerp(v_lo, v_hi, t):
+    """TensorFlow's resize interpolation ``v_lo + (v_hi - v_lo) * t``."""
+    return v_lo + (v_hi - v_lo) * t
+
+
+@njit(inline="always")
+def corner3(vol, b, i, j, k, ch, outside):
+    if i < 0 or j < 0 or k < 0:
+        return outside
+    return vol[b, i, j, k, ch]
+
+
+@njit(inline="always")
+def corner2(vol, b, i, j, ch, outside):
+    if i < 0 or j < 0:
+        return outside
+    return vol[b, i, j, ch]
+
+
+@njit(inline="always")
+def sample_point3(vol, b, x, y, z, top, nearest, constant, one, outside, out, ob, op):
+    """Write ``vol[b]`` sampled at ``(x, y, z)`` into ``out[ob, op, :]`` (all channels).
+
+    ``vol`` is ``(batch, d1, d2, d3, ch)``, ``out`` is ``(batch, points, ch)``.
+    """
+    if nearest:
+        i = nearest_axis(x, top[0], constant)
+        j = nearest_axis(y, top[1], constant)
+        k = nearest_axis(z, top[2], constant)
+        for ch in range(out.shape[2]):
+            out[ob, op, ch] = corner3(vol, b, i, j, k, ch, outside)
+        return
+    i0, i1, wi = linear_axis(x, top[0], one, constant)
+    j0, j1, wj = linear_axis(y, top[1], one, constant)
+    k0, k1, wk = linear_axis(z, top[2], one, constant)
+    for ch in range(out.shape[2]):
+        f00 = mix(corner3(vol, b, i0, j0, k0, ch, outside), corner3(vol, b, i1, j0, k0, ch, outside), wi, one)
+        f10 = mix(corner3(vol, b, i0, j1, k0, ch, outside), corner3(vol, b, i1, j1, k0, ch, outside), wi, one)
+        f01 = mix(corner3(vol, b, i0, j0, k1, ch, outside), corner3(vol, b, i1, j0, k1, ch, outside), wi, one)
+        f11 = mix(corner3(vol, b, i0, j1, k1, ch, outside), corner3(vol, b, i1, j1, k1, ch, outside), wi, one)
+        out[ob, op, ch] = mix(mix(f00, f10, wj, one), mix(f01, f11, wj, one), wk, one)
+
+
+@njit(inline="always")
+def sample_point2(vol, b, x, y, top, nearest, constant, one, outside, out, ob, op):
+    """Write ``vol[b]`` sampled at ``(x, y)`` into ``out[ob, op, :]``; ``vol`` is ``(batch, d1, d2, ch)``."""
+    if nearest:
+        i = nearest_axis(x, top[0], constant)
+        j = nearest_axis(y, top[1], constant)
+        for ch in range(out.shape[2]):
+            out[ob, op, ch] = corner2(vol, b, i, j, ch, outside)
+        return
+    i0, i1, wi = linear_axis(x, top[0], one, constant)
+    j0, j1, wj = linear_axis(y, top[1], one, constant)
+    for ch in range(out.shape[2]):
+        f0 = mix(corner2(vol, b, i0, j0, ch, outside), corner2(vol, b, i1, j0, ch, outside), wi, one)
+        f1 = mix(corner2(vol, b, i0, j1, ch, outside), corner2(vol, b, i1, j1, ch, outside), wi, one)
+        out[ob, op, ch] = mix(f0, f1, wj, one)
+
+
+@njit(inline="always")
+def warp_grid_point(g0, g1, g2, theta, b, p):
+    """``[g0, g1, g2, 1] @ theta[b, :, p]``, accumulated in float64."""
+    return (
+        np.float64(g0) * theta[b, 0, p]
+        + np.float64(g1) * theta[b, 1, p]
+        + np.float64(g2) * theta[b, 2, p]
+        + np.float64(theta[b, 3, p])
+    )
+
+
+@njit(inline="always")
+def resize_point_linear(image, b, lo1, hi1, t1, lo2, hi2, t2, lo3, hi3, t3, ch):
+    """Separable half-pixel linear resize of one voxel, in TensorFlow's order: axis 3, 2, then 1."""
+    r00 = tf_lerp(image[b, lo1, lo2, lo3, ch], image[b, lo1, lo2, hi3, ch], t3)
+    r01 = tf_lerp(image[b, lo1, hi2, lo3, ch], image[b, lo1, hi2, hi3, ch], t3)
+    r10 = tf_lerp(image[b, hi1, lo2, lo3, ch], image[b, hi1, lo2, hi3, ch], t3)
+    r11 = tf_lerp(image[b, hi1, hi2, lo3, ch], image[b, hi1, hi2, hi3, ch], t3)
+    return tf_lerp(tf_lerp(r00, r01, t2), tf_lerp(r10, r11, t2), t1)

@@ -1,0 +1,34 @@
+"""Turning validated inputs into the layouts the kernels expect."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def kernel_array(array: np.ndarray, dtype=None) -> np.ndarray:
+    """``array`` as C-contiguous, native-endian ``dtype`` (no copy when it already is)."""
+    dtype = np.dtype(array.dtype if dtype is None else dtype).newbyteorder("=")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def value_dtype(image: np.ndarray, compute: np.dtype, nearest: bool) -> np.dtype:
+    """dtype the kernel reads the image in.
+
+    Nearest keeps the image dtype (integer and bool label maps stay as they
+    are; float16 is read as float32); linear reads the image in ``compute``.
+    """
+    if nearest and (image.dtype.kind in "biu" or image.dtype.itemsize >= 4):
+        return image.dtype.newbyteorder("=")
+    return compute
+
+
+def outside_value(dtype: np.dtype, boundary: str, fill_value):
+    """What a corner outside the volume (or a NaN coordinate in nearest mode) yields.
+
+    ``constant``: ``fill_value``.  ``clamp``: corners never fall outside, so
+    this only serves NaN coordinates with nearest interpolation: NaN for float
+    images, 0 for integer and bool images.
+    """
+    if boundary == "constant":
+        return dtype.type(fill_value)
+    return dtype.type(np.nan) if dtype.kind == "f" else dtype.type(0)

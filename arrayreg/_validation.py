@@ -1,0 +1,85 @@
+"""Shape, dtype and option checks shared by every public function.
+
+Every check raises ``ValueError`` or ``TypeError`` with a message that names
+the argument, what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+INTERPOLATIONS = ("linear", "nearest")
+BOUNDARIES = ("clamp", "constant")
+
+
+def as_array(value, name: str) -> np.ndarray:
+    """Convert ``value`` (an array or nested lists) to a NumPy array of numbers."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be an array of numbers; got {type(value).__name__}") from error
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers (bool, int or float); got dtype {array.dtype}")
+    return array
+
+
+def as_coordinates(value, name: str) -> np.ndarray:
+    """Convert coordinates (locations, displacements, grids, thetas) to a float array."""
+    array = as_array(value, name)
+    if array.dtype.kind == "b":
+        raise TypeError(f"{name} must hold numbers, not booleans; got dtype bool")
+    return array
+
+
+def compute_dtype(*arrays: np.ndarray) -> np.dtype:
+    """float64 when any input is float64, otherwise float32 (float16 computes in float32)."""
+    if any(a is not None and a.dtype == np.float64 for a in arrays):
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def check_rank(array: np.ndarray, name: str, ranks, layout: str) -> None:
+    if array.ndim not in ranks:
+        raise ValueError(f"{name} must have shape {layout}; got shape {array.shape} (rank {array.ndim})")
+
+
+def check_choice(value, name: str, choices) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
+    return value
+
+
+def check_fill_value(fill_value, dtype: np.dtype):
+    """Return ``fill_value`` as a scalar of ``dtype``; integer outputs need an exact integer."""
+    if isinstance(fill_value, (bool, np.bool_)) or not isinstance(fill_value, numbers.Real):
+        raise TypeError(f"fill_value must be a real number; got {fill_value!r}")
+    if dtype.kind in "biu":
+        low, high = (0, 1) if dtype.kind == "b" else (np.iinfo(dtype).min, np.iinfo(dtype).max)
+        value = float(fill_value)
+        if not (np.isfinite(value) and value.is_integer() and low <= fill_value <= high):
+            raise ValueError(
+                f"fill_value must be an integer in [{low}, {high}] for a {dtype} image; got {fill_value!r}"
+            )
+    return dtype.type(fill_value)
+
+
+def check_size3(size, name: str = "size") -> tuple:
+    """A spatial size: a sequence of three positive ints."""
+    try:
+        values = tuple(size)
+    except TypeError as error:
+        raise TypeError(f"{name} must be a tuple/list of 3 positive ints; got {size!r}") from error
+    if len(values) != 3:
+        raise ValueError(f"{name} must be a tuple/list of length 3; got {size!r}")
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"{name} must contain 3 positive ints; got {size!r}")
+    return tuple(int(v) for v in values)
+
+
+def check_spatial_nonempty(shape, name: str) -> None:
+    """Volumes to sample from need at least one voxel along every spatial axis."""
+    if any(d == 0 for d in shape):
+        raise ValueError(f"{name} must have at least one voxel along every spatial axis; got spatial shape {tuple(shape)}")

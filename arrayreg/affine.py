@@ -1,0 +1,52 @@
+"""Random affine transforms in DeepReg's ``(batch, 4, 3)`` layout."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+# Corners C, G, D, A of the cube [-1, 1]^3 with the homogeneous 1 appended.
+_CUBE_CORNERS = np.array(
+    [[-1, -1, -1, 1], [-1, -1, 1, 1], [-1, 1, -1, 1], [1, -1, -1, 1]], dtype=np.float64
+)
+
+
+def _random_source(seed):
+    """A NumPy random source that never touches the global random state."""
+    if isinstance(seed, (np.random.Generator, np.random.RandomState)):
+        return seed
+    if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_))):
+        return np.random.RandomState(seed)
+    raise TypeError(
+        f"seed must be None, an int, a numpy.random.Generator or a numpy.random.RandomState; got {seed!r}"
+    )
+
+
+def random_transform_generator(batch_size: int, scale: float, seed=None) -> np.ndarray:
+    """Random affine transforms ``theta`` of shape ``(batch_size, 4, 3)``, float32.
+
+    The corners C, G, D, A of the cube ``[-1, 1]^3`` (``old``, homogeneous) are
+    moved to ``new = old[:, :3] * noise`` with ``noise ~ U(1 - scale, 1)`` of
+    shape ``(batch_size, 4, 3)``; ``theta[b]`` solves ``old @ theta[b] = new[b]``
+    by least squares in float64 and is rounded to float32.  A point ``[x, y, z]``
+    maps to ``[x, y, z, 1] @ theta[b]`` (see :func:`arrayreg.warp_grid`).
+
+    Parameters
+    ----------
+    batch_size : int >= 1.
+    scale : float in ``[0, 1]``.
+    seed : None, int, ``numpy.random.Generator`` or ``numpy.random.RandomState``.
+        An int (or None) draws ``RandomState(seed).uniform(1 - scale, 1, ...)``,
+        the numbers of DeepReg's ``random_transform_generator``.  Unlike
+        DeepReg, NumPy's global random state is never touched.
+    """
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real) or not 0 <= scale <= 1:
+        raise ValueError(f"scale must be a number in [0, 1]; got {scale!r}")
+    source = _random_source(seed)
+    noise = source.uniform(1 - scale, 1, (int(batch_size), 4, 3))
+    new = _CUBE_CORNERS[None, :, :3] * noise
+    theta = np.array([np.linalg.lstsq(_CUBE_CORNERS, new[b], rcond=None)[0] for b in range(batch_size)])
+    return theta.astype(np.float32)

@@ -1,0 +1,119 @@
+"""Warping with a dense displacement field (DDF) and scaling-and-squaring integration."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _validation as v
+from ._backend import backend_of, require_cpu
+from ._kernels import cpu
+from ._normalise import kernel_array
+from .resample import plan_sampling
+
+
+def _check_ddf(ddf, name: str = "ddf") -> np.ndarray:
+    ddf = v.as_coordinates(ddf, name)
+    if not (ddf.ndim == 5 and ddf.shape[-1] == 3):
+        raise ValueError(f"{name} shape must be (batch, f_dim1, f_dim2, f_dim3, 3), got {ddf.shape}")
+    return ddf
+
+
+def _coordinate_table(shape, dtype) -> np.ndarray:
+    """``table[i] == i`` in ``dtype``, long enough for every axis of ``shape``."""
+    return np.arange(max(shape), dtype=dtype)
+
+
+def warp_image_ddf(image, ddf, grid_ref=None, *, interpolation: str = "linear", boundary: str = "clamp",
+                   fill_value=0.0):
+    """Warp a moving image with a dense displacement field defined on the fixed grid.
+
+    ``warped[b, x] = image[b]`` interpolated at ``grid_ref[0, x] + ddf[b, x]``
+    (voxel units, ``ij`` order), i.e. ``resample(image, grid_ref + ddf)``, in
+    one fused pass: the locations are formed in registers, never stored.
+
+    Parameters
+    ----------
+    image : array ``(batch, m1, m2, m3)`` or ``(batch, m1, m2, m3, ch)``, the
+        moving image (its size may differ from the fixed size).
+    ddf : array ``(batch, f1, f2, f3, 3)``.
+    grid_ref : None or array ``(1, f1, f2, f3, 3)``; None means
+        ``get_reference_grid((f1, f2, f3))``.
+    interpolation, boundary, fill_value : as :func:`arrayreg.resample`.
+
+    Returns
+    -------
+    array ``(batch, f1, f2, f3[, ch])``; dtype as :func:`arrayreg.resample`.
+
+    Raises
+    ------
+    ValueError
+        DeepReg's three shape errors (image rank, ddf shape, grid_ref shape; the
+        whole grid_ref shape is checked), and differing batch sizes.
+    """
+    require_cpu(backend_of(image=image, ddf=ddf, grid_ref=grid_ref), "warp_image_ddf")
+    image = v.as_array(image, "image")
+    if image.ndim not in (4, 5):
+        raise ValueError(
+            "image shape must be (batch, m_dim1, m_dim2, m_dim3) "
+            f"or (batch, m_dim1, m_dim2, m_dim3, ch), got {image.shape}"
+        )
+    ddf = _check_ddf(ddf)
+    if grid_ref is not None:
+        grid_ref = v.as_coordinates(grid_ref, "grid_ref")
+        if grid_ref.shape != (1,) + ddf.shape[1:]:
+            raise ValueError(
+                "grid_ref shape must be (1, f_dim1, f_dim2, f_dim3, 3) or None, "
+                "(f_dim1, f_dim2, f_dim3) must be the same as ddf, "
+                f"got grid_ref.shape = {grid_ref.shape} and ddf.shape = {ddf.shape}."
+            )
+    if image.shape[0] != ddf.shape[0]:
+        raise ValueError(f"image and ddf must have the same batch size; got image.shape = {image.shape}, "
+                         f"ddf.shape = {ddf.shape}")
+    coords = (ddf,) if grid_ref is None else (ddf, grid_ref)
+    plan = plan_sampling(image, "image", 3, image.ndim == 5, coords, interpolation, boundary, fill_value)
+    out, out_view = plan.empty_output(ddf.shape[0], ddf.shape[1:4])
+    if out.size == 0:
+        return out
+    dtype = plan.coord_dtype
+    use_grid = grid_ref is not None
+    grid = kernel_array(grid_ref, dtype) if use_grid else np.zeros((1, 1, 1, 1, 3), dtype=dtype)
+    cpu.warp3d(plan.vol, kernel_array(ddf, dtype), grid, use_grid, _coordinate_table(ddf.shape[1:4], dtype),
+               plan.top, plan.nearest, plan.constant, plan.one, plan.outside, out_view)
+    return out
+
+
+def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
+    """Integrate a stationary velocity field by scaling and squaring.
+
+    ``ddf = dvf / 2**num_steps``, then ``num_steps`` times
+    ``ddf = ddf + warp_image_ddf(ddf, ddf)`` (linear, clamp).  Each step is one
+    fused pass between two ping-pong buffers.  ``num_steps=0`` returns a copy
+    of ``dvf``.
+
+    Parameters
+    ----------
+    dvf : array ``(batch, f1, f2, f3, 3)`` in voxels.
+    num_steps : int >= 0.
+
+    Returns
+    -------
+    array like ``dvf``: float64 for float64 input, float32 otherwise.
+    """
+    require_cpu(backend_of(dvf=dvf), "integrate_dvf")
+    dvf = _check_ddf(dvf, "dvf")
+    if isinstance(num_steps, (bool, np.bool_)) or not isinstance(num_steps, numbers.Integral) or num_steps < 0:
+        raise ValueError(f"num_steps must be an int >= 0; got {num_steps!r}")
+    dtype = v.compute_dtype(dvf)
+    current = kernel_array(dvf, dtype) / dtype.type(2 ** int(num_steps))
+    if current.size == 0 or num_steps == 0:
+        return current
+    v.check_spatial_nonempty(dvf.shape[1:4], "dvf")
+    spare = np.empty_like(current)
+    coords = _coordinate_table(dvf.shape[1:4], dtype)
+    top = np.array(dvf.shape[1:4], dtype=dtype) - dtype.type(1)
+    for _ in range(int(num_steps)):
+        cpu.squaring_step(current, coords, top, dtype.type(1), spare.reshape(dvf.shape[0], -1, 3))
+        current, spare = spare, current
+    return current

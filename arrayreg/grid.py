@@ -1,0 +1,77 @@
+"""Reference grids, hypercube corners and affine warping of a grid."""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+
+import numpy as np
+
+from . import _validation as v
+from ._backend import backend_of, require_cpu
+from ._kernels import cpu
+from ._normalise import kernel_array
+
+
+def get_n_bits_combinations(num_bits: int) -> list:
+    """All ``2**num_bits`` combinations of ``num_bits`` bits, in lexicographic order.
+
+    ``get_n_bits_combinations(2) == [[0, 0], [0, 1], [1, 0], [1, 1]]``: entry
+    ``r`` is the binary representation of ``r``, most significant bit first.
+    This is the corner order of :func:`arrayreg.pyramid_combination`.
+
+    Raises
+    ------
+    ValueError
+        if ``num_bits`` is not an int >= 1.
+    """
+    if isinstance(num_bits, (bool, np.bool_)) or not isinstance(num_bits, numbers.Integral) or num_bits < 1:
+        raise ValueError(f"num_bits must be an int >= 1; got {num_bits!r}")
+    return [list(bits) for bits in itertools.product([0, 1], repeat=int(num_bits))]
+
+
+def get_reference_grid(grid_size) -> np.ndarray:
+    """The voxel-index grid ``grid[i, j, k] = [i, j, k]``, float32, shape ``(d1, d2, d3, 3)``.
+
+    Parameters
+    ----------
+    grid_size : sequence of 3 positive ints ``(d1, d2, d3)``.
+    """
+    d1, d2, d3 = v.check_size3(grid_size, "grid_size")
+    grid = np.empty((d1, d2, d3, 3), dtype=np.float32)
+    grid[..., 0] = np.arange(d1, dtype=np.float32)[:, None, None]
+    grid[..., 1] = np.arange(d2, dtype=np.float32)[None, :, None]
+    grid[..., 2] = np.arange(d3, dtype=np.float32)[None, None, :]
+    return grid
+
+
+def warp_grid(grid, theta) -> np.ndarray:
+    """Apply a batch of affine transforms to a grid of points.
+
+    ``out[b, i, j, k, p] = sum_q [grid[i, j, k, 0], grid[i, j, k, 1], grid[i, j, k, 2], 1][q] * theta[b, q, p]``
+
+    The homogeneous coordinate is never materialised; the sum is accumulated in
+    float64 and rounded once to the output dtype.
+
+    Parameters
+    ----------
+    grid : array ``(d1, d2, d3, 3)``, usually :func:`get_reference_grid`.
+    theta : array ``(batch, 4, 3)``, e.g. :func:`random_transform_generator`.
+
+    Returns
+    -------
+    array ``(batch, d1, d2, d3, 3)``: float64 when ``grid`` or ``theta`` is
+    float64, otherwise float32.
+    """
+    require_cpu(backend_of(grid=grid, theta=theta), "warp_grid")
+    grid = v.as_coordinates(grid, "grid")
+    theta = v.as_coordinates(theta, "theta")
+    if grid.ndim != 4 or grid.shape[-1] != 3:
+        raise ValueError(f"grid must have shape (dim1, dim2, dim3, 3); got {grid.shape}")
+    if theta.ndim != 3 or theta.shape[1:] != (4, 3):
+        raise ValueError(f"theta must have shape (batch, 4, 3); got {theta.shape}")
+    dtype = v.compute_dtype(grid, theta)
+    out = np.empty((theta.shape[0],) + grid.shape, dtype=dtype)
+    if out.size:
+        cpu.warp_grid3d(kernel_array(grid, dtype), kernel_array(theta, dtype), out)
+    return out

@@ -1,0 +1,5 @@
+"""DeepReg's ``deepreg.model.layer`` names, re-exported from :mod:`arrayreg.nn`."""
+
+from .nn import AdditiveUpSampling, IntDVF, Warping
+
+__all__ = ["AdditiveUpSampling", "IntDVF", "Warping"]
