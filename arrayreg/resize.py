@@ -10,29 +10,31 @@ from ._kernels import cpu
 from ._normalise import kernel_array, value_dtype
 
 METHODS = ("bilinear", "nearest")
-_F32 = np.float32
 
 
-def _source_positions(in_size: int, out_size: int):
-    """Half-pixel output centres ``o + 0.5`` and the scale ``in/out``, in float32 as TensorFlow has them."""
-    scale = _F32(in_size) / _F32(out_size)
-    return np.arange(out_size, dtype=_F32) + _F32(0.5), scale
+def _source_positions(in_size: int, out_size: int, dtype):
+    """Half-pixel output centres ``o + 0.5`` and the scale ``in/out`` in ``dtype``.
+
+    In float32 these are TensorFlow's numbers, operation for operation.
+    """
+    real = np.dtype(dtype).type
+    return np.arange(out_size, dtype=dtype) + real(0.5), real(in_size) / real(out_size)
 
 
 def linear_table(in_size: int, out_size: int, dtype):
     """Per-axis corners and weights: ``src = (o + 0.5) * in/out - 0.5``, ``lo = max(floor(src), 0)``,
     ``hi = min(ceil(src), in - 1)``, ``t = src - floor(src)`` (the weight of ``hi``)."""
-    centres, scale = _source_positions(in_size, out_size)
-    src = centres * scale - _F32(0.5)
+    centres, scale = _source_positions(in_size, out_size, dtype)
+    src = centres * scale - np.dtype(dtype).type(0.5)
     floor = np.floor(src)
     lo = np.maximum(floor, 0).astype(np.int64)
     hi = np.minimum(np.ceil(src), in_size - 1).astype(np.int64)
-    return lo, hi, (src - floor).astype(dtype)
+    return lo, hi, src - floor
 
 
 def nearest_table(in_size: int, out_size: int) -> np.ndarray:
-    """Per-axis source index ``min(floor((o + 0.5) * in/out), in - 1)``."""
-    centres, scale = _source_positions(in_size, out_size)
+    """Per-axis source index ``min(floor((o + 0.5) * in/out), in - 1)``, computed in float32 as TensorFlow."""
+    centres, scale = _source_positions(in_size, out_size, np.float32)
     return np.minimum(np.floor(centres * scale), in_size - 1).astype(np.int64)
 
 
@@ -49,6 +51,9 @@ def resize3d(image, size, method: str = "bilinear"):
       ``lo = max(floor(src), 0)`` and ``hi = min(ceil(src), in - 1)``,
       applied to axis 3, then 2, then 1 (TensorFlow's order and rounding).
     - ``"nearest"``: ``v[min(floor((o + 0.5) * in/out), in - 1)]``.
+
+    Positions are computed in float32 (TensorFlow's numbers) except for
+    bilinear on float64 images, which computes them in float64.
 
     Parameters
     ----------

@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+
+from arrayreg import get_reference_grid, integrate_dvf, resample, warp_image_ddf
+
+from .reference import map_coordinates_batched
+
+
+def smooth_ddf(rng, shape, amplitude=3.0, batch=1):
+    """A smooth random DDF: a few low-frequency sines per component."""
+    grids = np.meshgrid(*[np.linspace(0, np.pi, s) for s in shape], indexing="ij")
+    ddf = np.zeros((batch,) + shape + (3,), np.float32)
+    for b in range(batch):
+        for c in range(3):
+            phase = rng.uniform(0, np.pi, 3)
+            ddf[b, ..., c] = amplitude * np.sin(grids[0] + phase[0]) * np.cos(grids[1] + phase[1]) * np.sin(grids[2] + phase[2])
+    return ddf
+
+
+@pytest.mark.parametrize("channels", [None, 2])
+def test_warp_matches_scipy_with_different_moving_and_fixed_sizes(rng, channels):
+    image = rng.standard_normal((2, 9, 10, 11) + ((channels,) if channels else ())).astype(np.float32)
+    ddf = rng.uniform(-3, 3, (2, 6, 7, 8, 3)).astype(np.float32)
+    loc = get_reference_grid((6, 7, 8))[None] + ddf
+    got = warp_image_ddf(image, ddf)
+    np.testing.assert_allclose(got, map_coordinates_batched(image, loc), rtol=1e-5, atol=1e-5)
+
+
+def test_warp_equals_resample_of_grid_plus_ddf_bitwise(rng):
+    image = rng.standard_normal((2, 9, 10, 11, 3)).astype(np.float32)
+    ddf = rng.uniform(-4, 4, (2, 6, 7, 8, 3)).astype(np.float32)
+    grid_ref = (1.3 * get_reference_grid((6, 7, 8)) + 0.2)[None]
+    for kwargs in [{}, {"interpolation": "nearest"}, {"boundary": "constant", "fill_value": 2.0}]:
+        np.testing.assert_array_equal(warp_image_ddf(image, ddf, **kwargs), resample(image, get_reference_grid((6, 7, 8))[None] + ddf, **kwargs))
+        np.testing.assert_array_equal(warp_image_ddf(image, ddf, grid_ref, **kwargs), resample(image, grid_ref + ddf, **kwargs))
+
+
+def test_zero_ddf_is_identity(rng):
+    image = rng.standard_normal((2, 5, 6, 7, 2)).astype(np.float32)
+    np.testing.assert_array_equal(warp_image_ddf(image, np.zeros((2, 5, 6, 7, 3), np.float32)), image)
+
+
+@pytest.mark.parametrize("shift", [(1, 0, 0), (0, -2, 1), (2, 3, -1)])
+def test_integer_translation_is_a_clamped_shift(rng, shift):
+    image = rng.standard_normal((1, 6, 7, 8)).astype(np.float32)
+    ddf = np.broadcast_to(np.array(shift, np.float32), (1, 6, 7, 8, 3))
+    index = [np.clip(np.arange(n) + s, 0, n - 1) for n, s in zip(image.shape[1:], shift)]
+    want = image[0][np.ix_(*index)]
+    np.testing.assert_array_equal(warp_image_ddf(image, ddf)[0], want)
+
+
+def test_integer_labels_with_nearest_keep_dtype(rng):
+    labels = rng.integers(0, 5, (1, 6, 7, 8)).astype(np.int32)
+    ddf = rng.uniform(-1, 1, (1, 6, 7, 8, 3)).astype(np.float32)
+    got = warp_image_ddf(labels, ddf, interpolation="nearest")
+    assert got.dtype == np.int32
+    assert set(np.unique(got)) <= set(np.unique(labels))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -1e30])
+def test_non_finite_ddf_never_reads_out_of_bounds(rng, bad):
+    image = rng.standard_normal((1, 4, 5, 6)).astype(np.float32)
+    ddf = np.zeros((1, 4, 5, 6, 3), np.float32)
+    ddf[0, 1, 2, 3, 1] = bad
+    out = warp_image_ddf(image, ddf)
+    constant = warp_image_ddf(image, ddf, boundary="constant", fill_value=5.0)
+    assert np.isnan(out[0, 1, 2, 3]) == np.isnan(bad)
+    assert constant[0, 1, 2, 3] == 5.0
+    mask = np.ones(out.shape, bool)
+    mask[0, 1, 2, 3] = False
+    np.testing.assert_array_equal(out[mask], image[mask])
+
+
+@pytest.mark.parametrize(
+    "image_shape, ddf_shape, grid_shape, message",
+    [
+        ((2, 4, 5), (2, 4, 5, 6, 3), None, "image shape must be \\(batch, m_dim1, m_dim2, m_dim3\\)"),
+        ((2, 4, 5, 6), (2, 4, 5, 6, 2), None, "ddf shape must be \\(batch, f_dim1, f_dim2, f_dim3, 3\\)"),
+        ((2, 4, 5, 6), (2, 4, 5, 6, 3), (1, 3, 5, 6, 3), "grid_ref shape must be \\(1, f_dim1, f_dim2, f_dim3, 3\\) or None"),
+        ((2, 4, 5, 6), (2, 4, 5, 6, 3), (2, 4, 5, 6, 3), "grid_ref shape must be"),
+        ((2, 4, 5, 6), (3, 4, 5, 6, 3), None, "same batch size"),
+    ],
+)
+def test_deepreg_shape_errors(image_shape, ddf_shape, grid_shape, message):
+    grid = None if grid_shape is None else np.zeros(grid_shape, np.float32)
+    with pytest.raises(ValueError, match=message):
+        warp_image_ddf(np.zeros(image_shape, np.float32), np.zeros(ddf_shape, np.float32), grid)
+
+
+def test_integrate_zero_field_is_zero_and_zero_steps_is_copy(rng):
+    zero = np.zeros((1, 5, 6, 7, 3), np.float32)
+    np.testing.assert_array_equal(integrate_dvf(zero, 7), zero)
+    dvf = smooth_ddf(rng, (5, 6, 7))
+    once = integrate_dvf(dvf, 0)
+    np.testing.assert_array_equal(once, dvf)
+    assert once is not dvf
+
+
+def test_integrate_matches_explicit_scaling_and_squaring(rng):
+    dvf = smooth_ddf(rng, (8, 9, 10), amplitude=4.0, batch=2)
+    ddf = dvf / 2**5
+    for _ in range(5):
+        ddf = ddf + map_coordinates_batched(ddf, get_reference_grid((8, 9, 10))[None] + ddf)
+    np.testing.assert_allclose(integrate_dvf(dvf, 5), ddf, rtol=1e-4, atol=1e-4)
+
+
+def test_integrate_constant_field_is_the_translation(rng):
+    # A constant velocity v inside a large volume integrates to the displacement v (away from the edges).
+    dvf = np.broadcast_to(np.array([0.75, -0.5, 0.25], np.float32), (1, 12, 12, 12, 3)).copy()
+    np.testing.assert_allclose(integrate_dvf(dvf, 4)[0, 3:9, 3:9, 3:9], dvf[0, 3:9, 3:9, 3:9], rtol=0, atol=1e-6)
+
+
+def test_integrate_errors():
+    with pytest.raises(ValueError, match="dvf shape must be"):
+        integrate_dvf(np.zeros((1, 4, 4, 4, 2), np.float32))
+    with pytest.raises(ValueError, match="num_steps must be an int >= 0"):
+        integrate_dvf(np.zeros((1, 4, 4, 4, 3), np.float32), -1)
