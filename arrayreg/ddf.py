@@ -114,6 +114,6 @@ def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
     coords = _coordinate_table(dvf.shape[1:4], dtype)
     top = np.array(dvf.shape[1:4], dtype=dtype) - dtype.type(1)
     for _ in range(int(num_steps)):
-        cpu.squaring_step(current, coords, top, dtype.type(1), spare.reshape(dvf.shape[0], -1, 3))
+        cpu.squaring_step(current, coords, top, dtype.type(1), spare)
         current, spare = spare, current
     return current

@@ -20,24 +20,84 @@ from .formulas import (
 _JIT = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
 
 
+# Every kernel calls its loop body twice: once with the options of DeepReg's
+# default (linear, clamp) spelled as constants, so that the compiler drops the
+# other branches and vectorises the loop, and once with the options as given.
+
+
+@njit(inline="always")
+def resample3d_points(src, dims, loc, b, n_points, top, nearest, constant, one, outside, dst, first, last):
+    for t in range(first, last):
+        p = t - b * n_points
+        sample_point3(src, dims, b * dims[0] * dims[1] * dims[2] * dims[3], loc[b, p, 0], loc[b, p, 1],
+                      loc[b, p, 2], top, nearest, constant, one, outside, dst, t * dims[3])
+
+
 @njit(**_JIT)
 def resample3d(vol, loc, top, nearest, constant, one, outside, out):
-    """``out[b, p, :] = vol[b]`` sampled at ``loc[b, p, :]`` (3 coordinates)."""
+    """``out[b, p, :] = vol[b]`` sampled at ``loc[b, p, :]`` (3 coordinates), one batch row per task."""
+    n_batch, d1, d2, d3, n_ch = vol.shape
+    src, dst = vol.reshape(-1), out.reshape(-1)
     n_points = loc.shape[1]
-    for t in prange(loc.shape[0] * n_points):
-        b = t // n_points
+    chunk = 4096
+    n_chunks = (n_points + chunk - 1) // chunk
+    fast = not nearest and not constant
+    for task in prange(n_batch * n_chunks):
+        b = task // n_chunks
+        first = b * n_points + (task - b * n_chunks) * chunk
+        last = min(first + chunk, (b + 1) * n_points)
+        if fast:
+            resample3d_points(src, (d1, d2, d3, n_ch), loc, b, n_points, top, False, False, one, outside, dst, first, last)
+        else:
+            resample3d_points(src, (d1, d2, d3, n_ch), loc, b, n_points, top, nearest, constant, one, outside, dst,
+                              first, last)
+
+
+@njit(inline="always")
+def resample2d_points(src, dims, loc, b, n_points, top, nearest, constant, one, outside, dst, first, last):
+    for t in range(first, last):
         p = t - b * n_points
-        sample_point3(vol, b, loc[b, p, 0], loc[b, p, 1], loc[b, p, 2], top, nearest, constant, one, outside, out, b, p)
+        sample_point2(src, dims, b * dims[0] * dims[1] * dims[2], loc[b, p, 0], loc[b, p, 1],
+                      top, nearest, constant, one, outside, dst, t * dims[2])
 
 
 @njit(**_JIT)
 def resample2d(vol, loc, top, nearest, constant, one, outside, out):
     """``out[b, p, :] = vol[b]`` sampled at ``loc[b, p, :]`` (2 coordinates)."""
+    n_batch, d1, d2, n_ch = vol.shape
+    src, dst = vol.reshape(-1), out.reshape(-1)
     n_points = loc.shape[1]
-    for t in prange(loc.shape[0] * n_points):
-        b = t // n_points
-        p = t - b * n_points
-        sample_point2(vol, b, loc[b, p, 0], loc[b, p, 1], top, nearest, constant, one, outside, out, b, p)
+    chunk = 4096
+    n_chunks = (n_points + chunk - 1) // chunk
+    fast = not nearest and not constant
+    for task in prange(n_batch * n_chunks):
+        b = task // n_chunks
+        first = b * n_points + (task - b * n_chunks) * chunk
+        last = min(first + chunk, (b + 1) * n_points)
+        if fast:
+            resample2d_points(src, (d1, d2, n_ch), loc, b, n_points, top, False, False, one, outside, dst, first, last)
+        else:
+            resample2d_points(src, (d1, d2, n_ch), loc, b, n_points, top, nearest, constant, one, outside, dst,
+                              first, last)
+
+
+@njit(inline="always")
+def warp_plane(src, dims, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, dst, b, i, t):
+    """Warp the fixed-grid plane ``i`` of batch element ``b`` (``t = b * f1 + i``)."""
+    f2, f3 = ddf.shape[2], ddf.shape[3]
+    base = b * dims[0] * dims[1] * dims[2] * dims[3]
+    for j in range(f2):
+        row = (t * f2 + j) * f3
+        for k in range(f3):
+            if use_grid:
+                x = grid[0, i, j, k, 0] + ddf[b, i, j, k, 0]
+                y = grid[0, i, j, k, 1] + ddf[b, i, j, k, 1]
+                z = grid[0, i, j, k, 2] + ddf[b, i, j, k, 2]
+            else:
+                x = coords[i] + ddf[b, i, j, k, 0]
+                y = coords[j] + ddf[b, i, j, k, 1]
+                z = coords[k] + ddf[b, i, j, k, 2]
+            sample_point3(src, dims, base, x, y, z, top, nearest, constant, one, outside, dst, (row + k) * dims[3])
 
 
 @njit(**_JIT)
@@ -47,44 +107,44 @@ def warp3d(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outs
     With ``use_grid`` False the grid is the reference grid, read from the
     float table ``coords`` (``coords[i] == i``); otherwise ``grid[0]``.
     """
-    n_batch, f1, f2, f3 = ddf.shape[0], ddf.shape[1], ddf.shape[2], ddf.shape[3]
+    n_batch, d1, d2, d3, n_ch = image.shape
+    f1 = ddf.shape[1]
+    src, dst = image.reshape(-1), out.reshape(-1)
+    default = not nearest and not constant and not use_grid
     for t in prange(n_batch * f1):
         b = t // f1
         i = t - b * f1
-        for j in range(f2):
-            row = (i * f2 + j) * f3
-            for k in range(f3):
-                if use_grid:
-                    x = grid[0, i, j, k, 0] + ddf[b, i, j, k, 0]
-                    y = grid[0, i, j, k, 1] + ddf[b, i, j, k, 1]
-                    z = grid[0, i, j, k, 2] + ddf[b, i, j, k, 2]
-                else:
-                    x = coords[i] + ddf[b, i, j, k, 0]
-                    y = coords[j] + ddf[b, i, j, k, 1]
-                    z = coords[k] + ddf[b, i, j, k, 2]
-                sample_point3(image, b, x, y, z, top, nearest, constant, one, outside, out, b, row + k)
+        if default and n_ch == 1:
+            warp_plane(src, (d1, d2, d3, 1), ddf, grid, False, coords, top, False, False, one, outside, dst, b, i, t)
+        elif default:
+            warp_plane(src, (d1, d2, d3, n_ch), ddf, grid, False, coords, top, False, False, one, outside, dst, b, i, t)
+        else:
+            warp_plane(src, (d1, d2, d3, n_ch), ddf, grid, use_grid, coords, top, nearest, constant, one, outside,
+                       dst, b, i, t)
 
 
 @njit(**_JIT)
 def squaring_step(src, coords, top, one, dst):
     """One scaling-and-squaring step: ``dst = src + warp(src, src)`` (linear, clamp).
 
-    ``src`` is ``(batch, f1, f2, f3, 3)``; ``dst`` is the same buffer viewed
-    as ``(batch, f1 * f2 * f3, 3)``.
+    ``src`` and ``dst`` are ``(batch, f1, f2, f3, 3)`` and distinct.
     """
     n_batch, f1, f2, f3 = src.shape[0], src.shape[1], src.shape[2], src.shape[3]
+    flat_src, flat_dst = src.reshape(-1), dst.reshape(-1)
     for t in prange(n_batch * f1):
         b = t // f1
         i = t - b * f1
+        base = b * f1 * f2 * f3 * 3
         for j in range(f2):
-            row = (i * f2 + j) * f3
+            row = (t * f2 + j) * f3
             for k in range(f3):
-                x = coords[i] + src[b, i, j, k, 0]
-                y = coords[j] + src[b, i, j, k, 1]
-                z = coords[k] + src[b, i, j, k, 2]
-                sample_point3(src, b, x, y, z, top, False, False, one, one, dst, b, row + k)
+                at = (row + k) * 3
+                x = coords[i] + flat_src[at]
+                y = coords[j] + flat_src[at + 1]
+                z = coords[k] + flat_src[at + 2]
+                sample_point3(flat_src, (f1, f2, f3, 3), base, x, y, z, top, False, False, one, one, flat_dst, at)
                 for c in range(3):
-                    dst[b, row + k, c] = src[b, i, j, k, c] + dst[b, row + k, c]
+                    flat_dst[at + c] = flat_src[at + c] + flat_dst[at + c]
 
 
 @njit(**_JIT)

@@ -81,58 +81,86 @@ def tf_lerp(v_lo, v_hi, t):
 
 
 @njit(inline="always")
-def corner3(vol, b, i, j, k, ch, outside):
-    if i < 0 or j < 0 or k < 0:
-        return outside
-    return vol[b, i, j, k, ch]
+def corner(src, offset, inside, outside):
+    """``src[offset]`` for a corner inside the volume, else ``outside``."""
+    if inside:
+        return src[offset]
+    return outside
 
 
 @njit(inline="always")
-def corner2(vol, b, i, j, ch, outside):
-    if i < 0 or j < 0:
-        return outside
-    return vol[b, i, j, ch]
+def sample_point3(src, dims, base, x, y, z, top, nearest, constant, one, outside, dst, dst_base):
+    """Sample a 3-D volume at ``(x, y, z)`` and write its channels to ``dst[dst_base:dst_base + ch]``.
 
-
-@njit(inline="always")
-def sample_point3(vol, b, x, y, z, top, nearest, constant, one, outside, out, ob, op):
-    """Write ``vol[b]`` sampled at ``(x, y, z)`` into ``out[ob, op, :]`` (all channels).
-
-    ``vol`` is ``(batch, d1, d2, d3, ch)``, ``out`` is ``(batch, points, ch)``.
+    ``src`` is the flat C-order volume ``(batch, d1, d2, d3, ch)`` and
+    ``dims == (d1, d2, d3, ch)``; ``base`` is the flat offset of the batch
+    element.  Corners become flat offsets once per point, then every channel
+    is combined in DeepReg's order (axis 0, 1, then 2).
     """
+    d1, d2, d3, n_ch = dims
+    s3 = n_ch
+    s2 = d3 * s3
+    s1 = d2 * s2
     if nearest:
         i = nearest_axis(x, top[0], constant)
         j = nearest_axis(y, top[1], constant)
         k = nearest_axis(z, top[2], constant)
-        for ch in range(out.shape[2]):
-            out[ob, op, ch] = corner3(vol, b, i, j, k, ch, outside)
+        inside = i >= 0 and j >= 0 and k >= 0
+        offset = base + i * s1 + j * s2 + k * s3
+        for ch in range(n_ch):
+            dst[dst_base + ch] = corner(src, offset + ch, inside, outside)
         return
     i0, i1, wi = linear_axis(x, top[0], one, constant)
     j0, j1, wj = linear_axis(y, top[1], one, constant)
     k0, k1, wk = linear_axis(z, top[2], one, constant)
-    for ch in range(out.shape[2]):
-        f00 = mix(corner3(vol, b, i0, j0, k0, ch, outside), corner3(vol, b, i1, j0, k0, ch, outside), wi, one)
-        f10 = mix(corner3(vol, b, i0, j1, k0, ch, outside), corner3(vol, b, i1, j1, k0, ch, outside), wi, one)
-        f01 = mix(corner3(vol, b, i0, j0, k1, ch, outside), corner3(vol, b, i1, j0, k1, ch, outside), wi, one)
-        f11 = mix(corner3(vol, b, i0, j1, k1, ch, outside), corner3(vol, b, i1, j1, k1, ch, outside), wi, one)
-        out[ob, op, ch] = mix(mix(f00, f10, wj, one), mix(f01, f11, wj, one), wk, one)
+    a0, a1 = base + i0 * s1, base + i1 * s1
+    b0, b1 = j0 * s2, j1 * s2
+    c0, c1 = k0 * s3, k1 * s3
+    if not constant:
+        for ch in range(n_ch):
+            f00 = mix(src[a0 + b0 + c0 + ch], src[a1 + b0 + c0 + ch], wi, one)
+            f10 = mix(src[a0 + b1 + c0 + ch], src[a1 + b1 + c0 + ch], wi, one)
+            f01 = mix(src[a0 + b0 + c1 + ch], src[a1 + b0 + c1 + ch], wi, one)
+            f11 = mix(src[a0 + b1 + c1 + ch], src[a1 + b1 + c1 + ch], wi, one)
+            dst[dst_base + ch] = mix(mix(f00, f10, wj, one), mix(f01, f11, wj, one), wk, one)
+        return
+    in_i0, in_i1, in_j0, in_j1, in_k0, in_k1 = i0 >= 0, i1 >= 0, j0 >= 0, j1 >= 0, k0 >= 0, k1 >= 0
+    for ch in range(n_ch):
+        f00 = mix(corner(src, a0 + b0 + c0 + ch, in_i0 and in_j0 and in_k0, outside),
+                  corner(src, a1 + b0 + c0 + ch, in_i1 and in_j0 and in_k0, outside), wi, one)
+        f10 = mix(corner(src, a0 + b1 + c0 + ch, in_i0 and in_j1 and in_k0, outside),
+                  corner(src, a1 + b1 + c0 + ch, in_i1 and in_j1 and in_k0, outside), wi, one)
+        f01 = mix(corner(src, a0 + b0 + c1 + ch, in_i0 and in_j0 and in_k1, outside),
+                  corner(src, a1 + b0 + c1 + ch, in_i1 and in_j0 and in_k1, outside), wi, one)
+        f11 = mix(corner(src, a0 + b1 + c1 + ch, in_i0 and in_j1 and in_k1, outside),
+                  corner(src, a1 + b1 + c1 + ch, in_i1 and in_j1 and in_k1, outside), wi, one)
+        dst[dst_base + ch] = mix(mix(f00, f10, wj, one), mix(f01, f11, wj, one), wk, one)
 
 
 @njit(inline="always")
-def sample_point2(vol, b, x, y, top, nearest, constant, one, outside, out, ob, op):
-    """Write ``vol[b]`` sampled at ``(x, y)`` into ``out[ob, op, :]``; ``vol`` is ``(batch, d1, d2, ch)``."""
+def sample_point2(src, dims, base, x, y, top, nearest, constant, one, outside, dst, dst_base):
+    """Sample a 2-D volume ``(batch, d1, d2, ch)`` (flat ``src``, ``dims == (d1, d2, ch)``) at ``(x, y)``."""
+    d1, d2, n_ch = dims
+    s2 = n_ch
+    s1 = d2 * s2
     if nearest:
         i = nearest_axis(x, top[0], constant)
         j = nearest_axis(y, top[1], constant)
-        for ch in range(out.shape[2]):
-            out[ob, op, ch] = corner2(vol, b, i, j, ch, outside)
+        inside = i >= 0 and j >= 0
+        offset = base + i * s1 + j * s2
+        for ch in range(n_ch):
+            dst[dst_base + ch] = corner(src, offset + ch, inside, outside)
         return
     i0, i1, wi = linear_axis(x, top[0], one, constant)
     j0, j1, wj = linear_axis(y, top[1], one, constant)
-    for ch in range(out.shape[2]):
-        f0 = mix(corner2(vol, b, i0, j0, ch, outside), corner2(vol, b, i1, j0, ch, outside), wi, one)
-        f1 = mix(corner2(vol, b, i0, j1, ch, outside), corner2(vol, b, i1, j1, ch, outside), wi, one)
-        out[ob, op, ch] = mix(f0, f1, wj, one)
+    a0, a1 = base + i0 * s1, base + i1 * s1
+    b0, b1 = j0 * s2, j1 * s2
+    for ch in range(n_ch):
+        f0 = mix(corner(src, a0 + b0 + ch, i0 >= 0 and j0 >= 0, outside),
+                 corner(src, a1 + b0 + ch, i1 >= 0 and j0 >= 0, outside), wi, one)
+        f1 = mix(corner(src, a0 + b1 + ch, i0 >= 0 and j1 >= 0, outside),
+                 corner(src, a1 + b1 + ch, i1 >= 0 and j1 >= 0, outside), wi, one)
+        dst[dst_base + ch] = mix(f0, f1, wj, one)
 
 
 @njit(inline="always")
