@@ -149,16 +149,30 @@ def squaring_step(src, coords, top, one, dst):
 
 @njit(**_JIT)
 def warp_grid3d(grid, theta, out):
-    """``out[b, i, j, k, p] = [grid[i, j, k], 1] @ theta[b, :, p]``."""
-    d1, d2, d3 = grid.shape[0], grid.shape[1], grid.shape[2]
-    for t in prange(theta.shape[0] * d1):
-        b = t // d1
-        i = t - b * d1
-        for j in range(d2):
-            for k in range(d3):
-                g0, g1, g2 = grid[i, j, k, 0], grid[i, j, k, 1], grid[i, j, k, 2]
-                for p in range(3):
-                    out[b, i, j, k, p] = warp_grid_point(g0, g1, g2, theta, b, p)
+    """``out[b, n, p] = [grid[n], 1] @ theta[b, :, p]`` over the flattened grid points ``n``.
+
+    Each task takes a contiguous chunk of points as 1-D slices, which lets the
+    compiler vectorise the stride-3 loop.
+    """
+    n_points = grid.shape[0] * grid.shape[1] * grid.shape[2]
+    points, dst = grid.reshape(-1), out.reshape(-1)
+    chunk = 16384
+    n_chunks = (n_points + chunk - 1) // chunk
+    for task in prange(theta.shape[0] * n_chunks):
+        b = task // n_chunks
+        first = (task - b * n_chunks) * chunk
+        last = min(first + chunk, n_points)
+        m = theta[b]
+        t00, t01, t02, t10, t11, t12 = m[0, 0], m[0, 1], m[0, 2], m[1, 0], m[1, 1], m[1, 2]
+        t20, t21, t22, t30, t31, t32 = m[2, 0], m[2, 1], m[2, 2], m[3, 0], m[3, 1], m[3, 2]
+        src = points[3 * first : 3 * last]
+        offset = 3 * (b * n_points + first)
+        part = dst[offset : offset + 3 * (last - first)]
+        for n in range(last - first):
+            g0, g1, g2 = src[3 * n], src[3 * n + 1], src[3 * n + 2]
+            part[3 * n] = warp_grid_point(g0, g1, g2, t00, t10, t20, t30)
+            part[3 * n + 1] = warp_grid_point(g0, g1, g2, t01, t11, t21, t31)
+            part[3 * n + 2] = warp_grid_point(g0, g1, g2, t02, t12, t22, t32)
 
 
 @njit(**_JIT)

@@ -164,14 +164,9 @@ def sample_point2(src, dims, base, x, y, top, nearest, constant, one, outside, d
 
 
 @njit(inline="always")
-def warp_grid_point(g0, g1, g2, theta, b, p):
-    """``[g0, g1, g2, 1] @ theta[b, :, p]``, accumulated in float64."""
-    return (
-        np.float64(g0) * theta[b, 0, p]
-        + np.float64(g1) * theta[b, 1, p]
-        + np.float64(g2) * theta[b, 2, p]
-        + np.float64(theta[b, 3, p])
-    )
+def warp_grid_point(g0, g1, g2, t0, t1, t2, t3):
+    """``[g0, g1, g2, 1] @ [t0, t1, t2, t3]``, accumulated in float64."""
+    return np.float64(g0) * t0 + np.float64(g1) * t1 + np.float64(g2) * t2 + np.float64(t3)
 
 
 @njit(inline="always")
