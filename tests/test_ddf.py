@@ -115,3 +115,16 @@ def test_integrate_errors():
         integrate_dvf(np.zeros((1, 4, 4, 4, 2), np.float32))
     with pytest.raises(ValueError, match="num_steps must be an int >= 0"):
         integrate_dvf(np.zeros((1, 4, 4, 4, 3), np.float32), -1)
+
+
+def test_warp_allocates_nothing_beyond_its_output(rng):
+    import tracemalloc
+
+    image = rng.standard_normal((1, 40, 48, 56)).astype(np.float32)
+    ddf = rng.uniform(-3, 3, (1, 40, 48, 56, 3)).astype(np.float32)
+    warp_image_ddf(image, ddf)  # compile outside the measurement
+    tracemalloc.start()
+    out = warp_image_ddf(image, ddf)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak <= out.nbytes * 1.10

@@ -82,22 +82,31 @@ def resample2d(vol, loc, top, nearest, constant, one, outside, out):
 
 
 @njit(inline="always")
-def warp_plane(src, dims, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, dst, b, i, t):
-    """Warp the fixed-grid plane ``i`` of batch element ``b`` (``t = b * f1 + i``)."""
-    f2, f3 = ddf.shape[2], ddf.shape[3]
-    base = b * dims[0] * dims[1] * dims[2] * dims[3]
+def warp_plane(src, dims, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, dst, b, i, t, f2, f3):
+    """Warp the fixed-grid plane ``i`` of batch element ``b`` (``t = b * f1 + i``).
+
+    ``ddf``, ``grid`` and ``dst`` are flat; each row is taken as a 1-D slice
+    so that the compiler can vectorise the loop over ``k``.
+    """
+    n_ch = dims[3]
+    base = b * dims[0] * dims[1] * dims[2] * n_ch
+    xi = coords[i]
     for j in range(f2):
         row = (t * f2 + j) * f3
+        disp = ddf[3 * row : 3 * (row + f3)]
+        out = dst[row * n_ch : (row + f3) * n_ch]
+        ref = grid[3 * (i * f2 + j) * f3 : 3 * (i * f2 + j + 1) * f3] if use_grid else grid[:0]
+        yj = coords[j]
         for k in range(f3):
             if use_grid:
-                x = grid[0, i, j, k, 0] + ddf[b, i, j, k, 0]
-                y = grid[0, i, j, k, 1] + ddf[b, i, j, k, 1]
-                z = grid[0, i, j, k, 2] + ddf[b, i, j, k, 2]
+                x = ref[3 * k] + disp[3 * k]
+                y = ref[3 * k + 1] + disp[3 * k + 1]
+                z = ref[3 * k + 2] + disp[3 * k + 2]
             else:
-                x = coords[i] + ddf[b, i, j, k, 0]
-                y = coords[j] + ddf[b, i, j, k, 1]
-                z = coords[k] + ddf[b, i, j, k, 2]
-            sample_point3(src, dims, base, x, y, z, top, nearest, constant, one, outside, dst, (row + k) * dims[3])
+                x = xi + disp[3 * k]
+                y = yj + disp[3 * k + 1]
+                z = coords[k] + disp[3 * k + 2]
+            sample_point3(src, dims, base, x, y, z, top, nearest, constant, one, outside, out, k * n_ch)
 
 
 @njit(**_JIT)
@@ -108,19 +117,21 @@ def warp3d(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outs
     float table ``coords`` (``coords[i] == i``); otherwise ``grid[0]``.
     """
     n_batch, d1, d2, d3, n_ch = image.shape
-    f1 = ddf.shape[1]
-    src, dst = image.reshape(-1), out.reshape(-1)
+    f1, f2, f3 = ddf.shape[1], ddf.shape[2], ddf.shape[3]
+    src, disp, ref, dst = image.reshape(-1), ddf.reshape(-1), grid.reshape(-1), out.reshape(-1)
     default = not nearest and not constant and not use_grid
     for t in prange(n_batch * f1):
         b = t // f1
         i = t - b * f1
         if default and n_ch == 1:
-            warp_plane(src, (d1, d2, d3, 1), ddf, grid, False, coords, top, False, False, one, outside, dst, b, i, t)
+            warp_plane(src, (d1, d2, d3, 1), disp, ref, False, coords, top, False, False, one, outside, dst,
+                       b, i, t, f2, f3)
         elif default:
-            warp_plane(src, (d1, d2, d3, n_ch), ddf, grid, False, coords, top, False, False, one, outside, dst, b, i, t)
+            warp_plane(src, (d1, d2, d3, n_ch), disp, ref, False, coords, top, False, False, one, outside, dst,
+                       b, i, t, f2, f3)
         else:
-            warp_plane(src, (d1, d2, d3, n_ch), ddf, grid, use_grid, coords, top, nearest, constant, one, outside,
-                       dst, b, i, t)
+            warp_plane(src, (d1, d2, d3, n_ch), disp, ref, use_grid, coords, top, nearest, constant, one, outside,
+                       dst, b, i, t, f2, f3)
 
 
 @njit(**_JIT)
