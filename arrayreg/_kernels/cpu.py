@@ -11,9 +11,9 @@ from numba import njit, prange
 from .formulas import (
     linear_axis,
     nearest_axis,
-    resize_point_linear,
     sample_point2,
     sample_point3,
+    tf_lerp,
     warp_grid_point,
 )
 
@@ -35,7 +35,7 @@ def resample3d_points(src, dims, loc, b, n_points, top, nearest, constant, one, 
 
 @njit(**_JIT)
 def resample3d(vol, loc, top, nearest, constant, one, outside, out):
-    """``out[b, p, :] = vol[b]`` sampled at ``loc[b, p, :]`` (3 coordinates), one batch row per task."""
+    """``out[b, p, :] = vol[b]`` sampled at ``loc[b, p, :]`` (3 coordinates), in chunks of points."""
     n_batch, d1, d2, d3, n_ch = vol.shape
     src, dst = vol.reshape(-1), out.reshape(-1)
     n_points = loc.shape[1]
@@ -138,24 +138,18 @@ def warp3d(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outs
 def squaring_step(src, coords, top, one, dst):
     """One scaling-and-squaring step: ``dst = src + warp(src, src)`` (linear, clamp).
 
-    ``src`` and ``dst`` are ``(batch, f1, f2, f3, 3)`` and distinct.
+    ``src`` and ``dst`` are distinct ``(batch, f1, f2, f3, 3)`` buffers; each
+    task warps one plane and adds ``src`` to it while the plane is in cache.
     """
     n_batch, f1, f2, f3 = src.shape[0], src.shape[1], src.shape[2], src.shape[3]
     flat_src, flat_dst = src.reshape(-1), dst.reshape(-1)
+    plane = f2 * f3 * 3
     for t in prange(n_batch * f1):
         b = t // f1
-        i = t - b * f1
-        base = b * f1 * f2 * f3 * 3
-        for j in range(f2):
-            row = (t * f2 + j) * f3
-            for k in range(f3):
-                at = (row + k) * 3
-                x = coords[i] + flat_src[at]
-                y = coords[j] + flat_src[at + 1]
-                z = coords[k] + flat_src[at + 2]
-                sample_point3(flat_src, (f1, f2, f3, 3), base, x, y, z, top, False, False, one, one, flat_dst, at)
-                for c in range(3):
-                    flat_dst[at + c] = flat_src[at + c] + flat_dst[at + c]
+        warp_plane(flat_src, (f1, f2, f3, 3), flat_src, flat_src, False, coords, top, False, False, one, one,
+                   flat_dst, b, t - b * f1, t, f2, f3)
+        for m in range(t * plane, (t + 1) * plane):
+            flat_dst[m] = flat_src[m] + flat_dst[m]
 
 
 @njit(**_JIT)
@@ -186,19 +180,45 @@ def warp_grid3d(grid, theta, out):
             part[3 * n + 2] = warp_grid_point(g0, g1, g2, t02, t12, t22, t32)
 
 
+@njit(inline="always")
+def resize_plane_axes23(image, b, i, lo2, hi2, t2, lo3, hi3, t3, along3, plane):
+    """Input plane ``i`` resized along axis 3 (into ``along3``), then along axis 2 (into ``plane``)."""
+    n_ch = image.shape[4]
+    for j in range(image.shape[2]):
+        for k in range(lo3.shape[0]):
+            for c in range(n_ch):
+                along3[j, k * n_ch + c] = tf_lerp(image[b, i, j, lo3[k], c], image[b, i, j, hi3[k], c], t3[k])
+    for jo in range(lo2.shape[0]):
+        low, high, t = along3[lo2[jo]], along3[hi2[jo]], t2[jo]
+        for m in range(plane.shape[1]):
+            plane[jo, m] = tf_lerp(low[m], high[m], t)
+
+
 @njit(**_JIT)
 def resize3d_linear(image, lo1, hi1, t1, lo2, hi2, t2, lo3, hi3, t3, out):
-    """Separable half-pixel linear resize; the tables give the corners and weights per axis."""
+    """Separable half-pixel linear resize in TensorFlow's order: axis 3, then 2, then 1.
+
+    Each task makes one output plane ``out[b, a]`` from the two input planes
+    ``lo1[a]`` and ``hi1[a]``, resized along axes 3 and 2 in per-task scratch
+    (``3 * o2 * o3 * ch`` values); the result equals the per-voxel formula
+    ``tf_lerp(tf_lerp(r00, r01, t2), tf_lerp(r10, r11, t2), t1)`` bit for bit.
+    """
     n_batch, o1, o2, o3, n_ch = out.shape
-    for t in prange(n_batch * o1):
-        b = t // o1
-        a = t - b * o1
-        for j in range(o2):
-            for k in range(o3):
-                for ch in range(n_ch):
-                    out[b, a, j, k, ch] = resize_point_linear(
-                        image, b, lo1[a], hi1[a], t1[a], lo2[j], hi2[j], t2[j], lo3[k], hi3[k], t3[k], ch
-                    )
+    row = o3 * n_ch
+    dst = out.reshape(-1)
+    for task in prange(n_batch * o1):
+        b = task // o1
+        a = task - b * o1
+        along3 = np.empty((image.shape[2], row), dtype=out.dtype)
+        low = np.empty((o2, row), dtype=out.dtype)
+        high = np.empty((o2, row), dtype=out.dtype)
+        resize_plane_axes23(image, b, lo1[a], lo2, hi2, t2, lo3, hi3, t3, along3, low)
+        resize_plane_axes23(image, b, hi1[a], lo2, hi2, t2, lo3, hi3, t3, along3, high)
+        plane = dst[task * o2 * row : (task + 1) * o2 * row]
+        t = t1[a]
+        for jo in range(o2):
+            for m in range(row):
+                plane[jo * row + m] = tf_lerp(low[jo, m], high[jo, m], t)
 
 
 @njit(**_JIT)

@@ -167,13 +167,3 @@ def sample_point2(src, dims, base, x, y, top, nearest, constant, one, outside, d
 def warp_grid_point(g0, g1, g2, t0, t1, t2, t3):
     """``[g0, g1, g2, 1] @ [t0, t1, t2, t3]``, accumulated in float64."""
     return np.float64(g0) * t0 + np.float64(g1) * t1 + np.float64(g2) * t2 + np.float64(t3)
-
-
-@njit(inline="always")
-def resize_point_linear(image, b, lo1, hi1, t1, lo2, hi2, t2, lo3, hi3, t3, ch):
-    """Separable half-pixel linear resize of one voxel, in TensorFlow's order: axis 3, 2, then 1."""
-    r00 = tf_lerp(image[b, lo1, lo2, lo3, ch], image[b, lo1, lo2, hi3, ch], t3)
-    r01 = tf_lerp(image[b, lo1, hi2, lo3, ch], image[b, lo1, hi2, hi3, ch], t3)
-    r10 = tf_lerp(image[b, hi1, lo2, lo3, ch], image[b, hi1, lo2, hi3, ch], t3)
-    r11 = tf_lerp(image[b, hi1, hi2, lo3, ch], image[b, hi1, hi2, hi3, ch], t3)
-    return tf_lerp(tf_lerp(r00, r01, t2), tf_lerp(r10, r11, t2), t1)
