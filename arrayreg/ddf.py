@@ -106,7 +106,7 @@ def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
     if isinstance(num_steps, (bool, np.bool_)) or not isinstance(num_steps, numbers.Integral) or num_steps < 0:
         raise ValueError(f"num_steps must be an int >= 0; got {num_steps!r}")
     dtype = v.compute_dtype(dvf)
-    current = kernel_array(dvf, dtype) / dtype.type(2 ** int(num_steps))
+    current = np.ldexp(kernel_array(dvf, dtype), -int(num_steps))  # exactly dvf / 2**num_steps
     if current.size == 0 or num_steps == 0:
         return current
     v.check_spatial_nonempty(dvf.shape[1:4], "dvf")

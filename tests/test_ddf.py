@@ -128,3 +128,9 @@ def test_warp_allocates_nothing_beyond_its_output(rng):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak <= out.nbytes * 1.10
+
+
+def test_integrate_many_steps_does_not_overflow_the_scale():
+    dvf = np.ones((1, 3, 3, 3, 3), np.float32)
+    out = integrate_dvf(dvf, 2000)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
