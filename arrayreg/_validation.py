@@ -40,11 +40,6 @@ def compute_dtype(*arrays: np.ndarray) -> np.dtype:
     return np.dtype(np.float32)
 
 
-def check_rank(array: np.ndarray, name: str, ranks, layout: str) -> None:
-    if array.ndim not in ranks:
-        raise ValueError(f"{name} must have shape {layout}; got shape {array.shape} (rank {array.ndim})")
-
-
 def check_choice(value, name: str, choices) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")

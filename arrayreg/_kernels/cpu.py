@@ -18,6 +18,15 @@ from .formulas import (
 )
 
 _JIT = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
+_CHUNK = 4096  # points per parallel task in the resample kernels
+
+
+@njit(inline="always")
+def point_chunk(task, n_chunks, n_points):
+    """Batch element and flat point range ``[first, last)`` of one parallel task."""
+    b = task // n_chunks
+    first = b * n_points + (task - b * n_chunks) * _CHUNK
+    return b, first, min(first + _CHUNK, (b + 1) * n_points)
 
 
 # Every kernel calls its loop body twice: once with the options of DeepReg's
@@ -39,13 +48,10 @@ def resample3d(vol, loc, top, nearest, constant, one, outside, out):
     n_batch, d1, d2, d3, n_ch = vol.shape
     src, dst = vol.reshape(-1), out.reshape(-1)
     n_points = loc.shape[1]
-    chunk = 4096
-    n_chunks = (n_points + chunk - 1) // chunk
+    n_chunks = (n_points + _CHUNK - 1) // _CHUNK
     fast = not nearest and not constant
     for task in prange(n_batch * n_chunks):
-        b = task // n_chunks
-        first = b * n_points + (task - b * n_chunks) * chunk
-        last = min(first + chunk, (b + 1) * n_points)
+        b, first, last = point_chunk(task, n_chunks, n_points)
         if fast:
             resample3d_points(src, (d1, d2, d3, n_ch), loc, b, n_points, top, False, False, one, outside, dst, first, last)
         else:
@@ -67,13 +73,10 @@ def resample2d(vol, loc, top, nearest, constant, one, outside, out):
     n_batch, d1, d2, n_ch = vol.shape
     src, dst = vol.reshape(-1), out.reshape(-1)
     n_points = loc.shape[1]
-    chunk = 4096
-    n_chunks = (n_points + chunk - 1) // chunk
+    n_chunks = (n_points + _CHUNK - 1) // _CHUNK
     fast = not nearest and not constant
     for task in prange(n_batch * n_chunks):
-        b = task // n_chunks
-        first = b * n_points + (task - b * n_chunks) * chunk
-        last = min(first + chunk, (b + 1) * n_points)
+        b, first, last = point_chunk(task, n_chunks, n_points)
         if fast:
             resample2d_points(src, (d1, d2, n_ch), loc, b, n_points, top, False, False, one, outside, dst, first, last)
         else:
