@@ -8,14 +8,15 @@ and native-endian.  Index arithmetic is int64 throughout.
 import numpy as np
 from numba import njit, prange
 
-from .formulas import (
-    linear_axis,
-    nearest_axis,
-    sample_point2,
-    sample_point3,
-    tf_lerp,
-    warp_grid_point,
-)
+from . import formulas
+
+_F = formulas.build(njit(inline="always"))
+linear_axis = _F.linear_axis
+nearest_axis = _F.nearest_axis
+sample_point2 = _F.sample_point2
+sample_point3 = _F.sample_point3
+tf_lerp = _F.tf_lerp
+warp_grid_point = _F.warp_grid_point
 
 _JIT = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
 _CHUNK = 4096  # points per parallel task in the resample kernels

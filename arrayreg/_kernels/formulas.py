@@ -1,8 +1,10 @@
 """Scalar formulas shared by every kernel (one definition, compiled per target).
 
 Everything here works on one output point and never validates: the public
-functions have already checked shapes, dtypes and options.  The functions are
-plain ``@njit(inline="always")`` functions so that the CPU loops inline them.
+functions have already checked shapes, dtypes and options.  ``build(jit)``
+compiles the same source for one target: ``njit(inline="always")`` for the
+CPU loops, ``cuda.jit(device=True)`` for the CUDA kernels, so the two backends
+cannot drift apart.
 
 Conventions
 -----------
@@ -25,145 +27,171 @@ Corners are combined as DeepReg's ``pyramid_combination``: first along axis
 0, then axis 1, then axis 2, each step ``v_lo * w_lo + v_hi * (1 - w_lo)``.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
-from numba import njit
 
 
-@njit(inline="always")
-def linear_axis(c, top, one, constant):
-    """Return ``(lo, hi, w_lo)``: the two corners along one axis and the floor weight."""
-    if constant:
-        if not (c > -one and c < top + one):
-            return -1, -1, one
+def build(jit):
+    """Compile every formula with ``jit``; returns a namespace of the compiled functions."""
+
+    @jit
+    def linear_axis(c, top, one, constant):
+        """Return ``(lo, hi, w_lo)``: the two corners along one axis and the floor weight."""
+        if constant:
+            if not (c > -one and c < top + one):
+                return -1, -1, one
+            hi_f = np.ceil(c)
+            hi = np.int64(hi_f)
+            lo = hi - 1
+            if hi_f > top:
+                hi = -1
+            return lo, hi, hi_f - c
+        if c != c:
+            return 0, 0, c
+        if c < 0:
+            c = top - top
+        elif c > top:
+            c = top
         hi_f = np.ceil(c)
         hi = np.int64(hi_f)
-        lo = hi - 1
-        if hi_f > top:
-            hi = -1
+        lo = hi - 1 if hi > 0 else hi
         return lo, hi, hi_f - c
-    if c != c:
-        return 0, 0, c
-    if c < 0:
-        c = top - top
-    elif c > top:
-        c = top
-    hi_f = np.ceil(c)
-    hi = np.int64(hi_f)
-    lo = hi - 1 if hi > 0 else hi
-    return lo, hi, hi_f - c
 
 
-@njit(inline="always")
-def nearest_axis(c, top, constant):
-    """Index of the nearest voxel, rounding half up: ``floor(c + 1/2)``; ``-1`` when outside or NaN."""
-    if c != c:
-        return -1
-    if constant:
-        if not (c >= -0.5 and c < top + 0.5):
+    @jit
+    def nearest_axis(c, top, constant):
+        """Index of the nearest voxel, rounding half up: ``floor(c + 1/2)``; ``-1`` when outside or NaN."""
+        if c != c:
             return -1
-    elif c <= 0:
-        return 0
-    elif c >= top:
-        return np.int64(top)
-    return np.int64(np.floor(np.float64(c) + 0.5))
+        if constant:
+            if not (c >= -0.5 and c < top + 0.5):
+                return -1
+        elif c <= 0:
+            return 0
+        elif c >= top:
+            return np.int64(top)
+        return np.int64(np.floor(np.float64(c) + 0.5))
 
 
-@njit(inline="always")
-def mix(v_lo, v_hi, w_lo, one):
-    """DeepReg's one-dimensional combination ``v_lo * w_lo + v_hi * (1 - w_lo)``."""
-    return v_lo * w_lo + v_hi * (one - w_lo)
+    @jit
+    def mix(v_lo, v_hi, w_lo, one):
+        """DeepReg's one-dimensional combination ``v_lo * w_lo + v_hi * (1 - w_lo)``."""
+        return v_lo * w_lo + v_hi * (one - w_lo)
 
 
-@njit(inline="always")
-def tf_lerp(v_lo, v_hi, t):
-    """TensorFlow's resize interpolation ``v_lo + (v_hi - v_lo) * t``."""
-    return v_lo + (v_hi - v_lo) * t
+    @jit
+    def tf_lerp(v_lo, v_hi, t):
+        """TensorFlow's resize interpolation ``v_lo + (v_hi - v_lo) * t``."""
+        return v_lo + (v_hi - v_lo) * t
 
 
-@njit(inline="always")
-def corner(src, offset, inside, outside):
-    """``src[offset]`` for a corner inside the volume, else ``outside``."""
-    if inside:
-        return src[offset]
-    return outside
+    @jit
+    def corner(src, offset, inside, outside):
+        """``src[offset]`` for a corner inside the volume, else ``outside``."""
+        if inside:
+            return src[offset]
+        return outside
 
 
-@njit(inline="always")
-def sample_point3(src, dims, base, x, y, z, top, nearest, constant, one, outside, dst, dst_base):
-    """Sample a 3-D volume at ``(x, y, z)`` and write its channels to ``dst[dst_base:dst_base + ch]``.
+    @jit
+    def sample_point3(src, dims, base, x, y, z, top, nearest, constant, one, outside, dst, dst_base):
+        """Sample a 3-D volume at ``(x, y, z)`` and write its channels to ``dst[dst_base:dst_base + ch]``.
 
-    ``src`` is the flat C-order volume ``(batch, d1, d2, d3, ch)`` and
-    ``dims == (d1, d2, d3, ch)``; ``base`` is the flat offset of the batch
-    element.  Corners become flat offsets once per point, then every channel
-    is combined in DeepReg's order (axis 0, 1, then 2).
-    """
-    d1, d2, d3, n_ch = dims
-    s3 = n_ch
-    s2 = d3 * s3
-    s1 = d2 * s2
-    if nearest:
-        i = nearest_axis(x, top[0], constant)
-        j = nearest_axis(y, top[1], constant)
-        k = nearest_axis(z, top[2], constant)
-        inside = i >= 0 and j >= 0 and k >= 0
-        offset = base + i * s1 + j * s2 + k * s3
+        ``src`` is the flat C-order volume ``(batch, d1, d2, d3, ch)`` and
+        ``dims == (d1, d2, d3, ch)``; ``base`` is the flat offset of the batch
+        element.  Corners become flat offsets once per point, then every channel
+        is combined in DeepReg's order (axis 0, 1, then 2).
+        """
+        d1, d2, d3, n_ch = dims
+        s3 = n_ch
+        s2 = d3 * s3
+        s1 = d2 * s2
+        if nearest:
+            i = nearest_axis(x, top[0], constant)
+            j = nearest_axis(y, top[1], constant)
+            k = nearest_axis(z, top[2], constant)
+            inside = i >= 0 and j >= 0 and k >= 0
+            offset = base + i * s1 + j * s2 + k * s3
+            for ch in range(n_ch):
+                dst[dst_base + ch] = corner(src, offset + ch, inside, outside)
+            return
+        i0, i1, wi = linear_axis(x, top[0], one, constant)
+        j0, j1, wj = linear_axis(y, top[1], one, constant)
+        k0, k1, wk = linear_axis(z, top[2], one, constant)
+        a0, a1 = base + i0 * s1, base + i1 * s1
+        b0, b1 = j0 * s2, j1 * s2
+        c0, c1 = k0 * s3, k1 * s3
+        if not constant:
+            for ch in range(n_ch):
+                f00 = mix(src[a0 + b0 + c0 + ch], src[a1 + b0 + c0 + ch], wi, one)
+                f10 = mix(src[a0 + b1 + c0 + ch], src[a1 + b1 + c0 + ch], wi, one)
+                f01 = mix(src[a0 + b0 + c1 + ch], src[a1 + b0 + c1 + ch], wi, one)
+                f11 = mix(src[a0 + b1 + c1 + ch], src[a1 + b1 + c1 + ch], wi, one)
+                dst[dst_base + ch] = mix(mix(f00, f10, wj, one), mix(f01, f11, wj, one), wk, one)
+            return
+        in_i0, in_i1, in_j0, in_j1, in_k0, in_k1 = i0 >= 0, i1 >= 0, j0 >= 0, j1 >= 0, k0 >= 0, k1 >= 0
         for ch in range(n_ch):
-            dst[dst_base + ch] = corner(src, offset + ch, inside, outside)
-        return
-    i0, i1, wi = linear_axis(x, top[0], one, constant)
-    j0, j1, wj = linear_axis(y, top[1], one, constant)
-    k0, k1, wk = linear_axis(z, top[2], one, constant)
-    a0, a1 = base + i0 * s1, base + i1 * s1
-    b0, b1 = j0 * s2, j1 * s2
-    c0, c1 = k0 * s3, k1 * s3
-    if not constant:
-        for ch in range(n_ch):
-            f00 = mix(src[a0 + b0 + c0 + ch], src[a1 + b0 + c0 + ch], wi, one)
-            f10 = mix(src[a0 + b1 + c0 + ch], src[a1 + b1 + c0 + ch], wi, one)
-            f01 = mix(src[a0 + b0 + c1 + ch], src[a1 + b0 + c1 + ch], wi, one)
-            f11 = mix(src[a0 + b1 + c1 + ch], src[a1 + b1 + c1 + ch], wi, one)
+            f00 = mix(corner(src, a0 + b0 + c0 + ch, in_i0 and in_j0 and in_k0, outside),
+                      corner(src, a1 + b0 + c0 + ch, in_i1 and in_j0 and in_k0, outside), wi, one)
+            f10 = mix(corner(src, a0 + b1 + c0 + ch, in_i0 and in_j1 and in_k0, outside),
+                      corner(src, a1 + b1 + c0 + ch, in_i1 and in_j1 and in_k0, outside), wi, one)
+            f01 = mix(corner(src, a0 + b0 + c1 + ch, in_i0 and in_j0 and in_k1, outside),
+                      corner(src, a1 + b0 + c1 + ch, in_i1 and in_j0 and in_k1, outside), wi, one)
+            f11 = mix(corner(src, a0 + b1 + c1 + ch, in_i0 and in_j1 and in_k1, outside),
+                      corner(src, a1 + b1 + c1 + ch, in_i1 and in_j1 and in_k1, outside), wi, one)
             dst[dst_base + ch] = mix(mix(f00, f10, wj, one), mix(f01, f11, wj, one), wk, one)
-        return
-    in_i0, in_i1, in_j0, in_j1, in_k0, in_k1 = i0 >= 0, i1 >= 0, j0 >= 0, j1 >= 0, k0 >= 0, k1 >= 0
-    for ch in range(n_ch):
-        f00 = mix(corner(src, a0 + b0 + c0 + ch, in_i0 and in_j0 and in_k0, outside),
-                  corner(src, a1 + b0 + c0 + ch, in_i1 and in_j0 and in_k0, outside), wi, one)
-        f10 = mix(corner(src, a0 + b1 + c0 + ch, in_i0 and in_j1 and in_k0, outside),
-                  corner(src, a1 + b1 + c0 + ch, in_i1 and in_j1 and in_k0, outside), wi, one)
-        f01 = mix(corner(src, a0 + b0 + c1 + ch, in_i0 and in_j0 and in_k1, outside),
-                  corner(src, a1 + b0 + c1 + ch, in_i1 and in_j0 and in_k1, outside), wi, one)
-        f11 = mix(corner(src, a0 + b1 + c1 + ch, in_i0 and in_j1 and in_k1, outside),
-                  corner(src, a1 + b1 + c1 + ch, in_i1 and in_j1 and in_k1, outside), wi, one)
-        dst[dst_base + ch] = mix(mix(f00, f10, wj, one), mix(f01, f11, wj, one), wk, one)
 
 
-@njit(inline="always")
-def sample_point2(src, dims, base, x, y, top, nearest, constant, one, outside, dst, dst_base):
-    """Sample a 2-D volume ``(batch, d1, d2, ch)`` (flat ``src``, ``dims == (d1, d2, ch)``) at ``(x, y)``."""
-    d1, d2, n_ch = dims
-    s2 = n_ch
-    s1 = d2 * s2
-    if nearest:
-        i = nearest_axis(x, top[0], constant)
-        j = nearest_axis(y, top[1], constant)
-        inside = i >= 0 and j >= 0
-        offset = base + i * s1 + j * s2
+    @jit
+    def sample_point2(src, dims, base, x, y, top, nearest, constant, one, outside, dst, dst_base):
+        """Sample a 2-D volume ``(batch, d1, d2, ch)`` (flat ``src``, ``dims == (d1, d2, ch)``) at ``(x, y)``."""
+        d1, d2, n_ch = dims
+        s2 = n_ch
+        s1 = d2 * s2
+        if nearest:
+            i = nearest_axis(x, top[0], constant)
+            j = nearest_axis(y, top[1], constant)
+            inside = i >= 0 and j >= 0
+            offset = base + i * s1 + j * s2
+            for ch in range(n_ch):
+                dst[dst_base + ch] = corner(src, offset + ch, inside, outside)
+            return
+        i0, i1, wi = linear_axis(x, top[0], one, constant)
+        j0, j1, wj = linear_axis(y, top[1], one, constant)
+        a0, a1 = base + i0 * s1, base + i1 * s1
+        b0, b1 = j0 * s2, j1 * s2
         for ch in range(n_ch):
-            dst[dst_base + ch] = corner(src, offset + ch, inside, outside)
-        return
-    i0, i1, wi = linear_axis(x, top[0], one, constant)
-    j0, j1, wj = linear_axis(y, top[1], one, constant)
-    a0, a1 = base + i0 * s1, base + i1 * s1
-    b0, b1 = j0 * s2, j1 * s2
-    for ch in range(n_ch):
-        f0 = mix(corner(src, a0 + b0 + ch, i0 >= 0 and j0 >= 0, outside),
-                 corner(src, a1 + b0 + ch, i1 >= 0 and j0 >= 0, outside), wi, one)
-        f1 = mix(corner(src, a0 + b1 + ch, i0 >= 0 and j1 >= 0, outside),
-                 corner(src, a1 + b1 + ch, i1 >= 0 and j1 >= 0, outside), wi, one)
-        dst[dst_base + ch] = mix(f0, f1, wj, one)
+            f0 = mix(corner(src, a0 + b0 + ch, i0 >= 0 and j0 >= 0, outside),
+                     corner(src, a1 + b0 + ch, i1 >= 0 and j0 >= 0, outside), wi, one)
+            f1 = mix(corner(src, a0 + b1 + ch, i0 >= 0 and j1 >= 0, outside),
+                     corner(src, a1 + b1 + ch, i1 >= 0 and j1 >= 0, outside), wi, one)
+            dst[dst_base + ch] = mix(f0, f1, wj, one)
 
 
-@njit(inline="always")
-def warp_grid_point(g0, g1, g2, t0, t1, t2, t3):
-    """``[g0, g1, g2, 1] @ [t0, t1, t2, t3]``, accumulated in float64."""
-    return np.float64(g0) * t0 + np.float64(g1) * t1 + np.float64(g2) * t2 + np.float64(t3)
+    @jit
+    def warp_grid_point(g0, g1, g2, t0, t1, t2, t3):
+        """``[g0, g1, g2, 1] @ [t0, t1, t2, t3]``, accumulated in float64."""
+        return np.float64(g0) * t0 + np.float64(g1) * t1 + np.float64(g2) * t2 + np.float64(t3)
+
+
+    @jit
+    def resize_point_linear(image, b, lo1, hi1, t1, lo2, hi2, t2, lo3, hi3, t3, ch):
+        """One voxel of the separable half-pixel linear resize, in TensorFlow's order: axis 3, 2, then 1."""
+        r00 = tf_lerp(image[b, lo1, lo2, lo3, ch], image[b, lo1, lo2, hi3, ch], t3)
+        r01 = tf_lerp(image[b, lo1, hi2, lo3, ch], image[b, lo1, hi2, hi3, ch], t3)
+        r10 = tf_lerp(image[b, hi1, lo2, lo3, ch], image[b, hi1, lo2, hi3, ch], t3)
+        r11 = tf_lerp(image[b, hi1, hi2, lo3, ch], image[b, hi1, hi2, hi3, ch], t3)
+        return tf_lerp(tf_lerp(r00, r01, t2), tf_lerp(r10, r11, t2), t1)
+
+    return SimpleNamespace(
+        linear_axis=linear_axis,
+        nearest_axis=nearest_axis,
+        mix=mix,
+        tf_lerp=tf_lerp,
+        corner=corner,
+        sample_point3=sample_point3,
+        sample_point2=sample_point2,
+        warp_grid_point=warp_grid_point,
+        resize_point_linear=resize_point_linear,
+    )
