@@ -1,15 +1,41 @@
 """Which array module an input belongs to, and which kernels serve it.
 
-The backend is chosen from the arrays of a call, never from a global flag:
-NumPy arrays (and anything ``numpy.asarray`` accepts) go to the Numba CPU
-kernels, CuPy arrays go to the Numba-CUDA kernels.  CuPy is never imported
-here; a CuPy array is recognised by the module its type comes from.
+The backend is chosen from the arrays of a call: NumPy arrays (and anything
+``numpy.asarray`` accepts) go to the Numba CPU kernels, CuPy arrays to the
+Numba-CUDA kernels.  CuPy is never imported here until a CuPy array arrives.
+The one exception is the testing hook :func:`arrayreg.testing.simulated_gpu`,
+under which NumPy inputs take the CUDA launch path on Numba's simulator.
 """
 
 from __future__ import annotations
 
-CPU = "cpu"
-CUDA = "cuda"
+import contextvars
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+# Set by arrayreg.testing.simulated_gpu(): the launch settings of the simulated device.
+SIMULATED_GPU: contextvars.ContextVar = contextvars.ContextVar("arrayreg_simulated_gpu", default=None)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a call runs: ``name`` is "cpu" or "cuda", ``xp`` its array module."""
+
+    name: str
+    xp: ModuleType
+
+    @property
+    def kernels(self) -> ModuleType:
+        """The kernel module with the launch functions of this backend (imported on first use)."""
+        if self.name == "cpu":
+            from ._kernels import cpu
+
+            return cpu
+        from ._kernels import cuda
+
+        return cuda
 
 
 def is_device_array(value) -> bool:
@@ -17,11 +43,11 @@ def is_device_array(value) -> bool:
     return type(value).__module__.split(".")[0] == "cupy"
 
 
-def backend_of(**arrays) -> str:
-    """Return ``"cpu"`` or ``"cuda"`` for the named arrays of one call.
+def backend_of(**arrays) -> Backend:
+    """The backend for the named arrays of one call (``None`` values are ignored).
 
-    ``None`` values are ignored.  Mixing host and device arrays raises a
-    ``TypeError`` that says which argument lives where.
+    Mixing host and device arrays raises a ``TypeError`` that says which
+    argument lives where.
     """
     on_device = [name for name, a in arrays.items() if a is not None and is_device_array(a)]
     on_host = [name for name, a in arrays.items() if a is not None and not is_device_array(a)]
@@ -30,14 +56,10 @@ def backend_of(**arrays) -> str:
             "arguments must all be NumPy arrays or all be CuPy arrays; "
             f"got CuPy (GPU) for {', '.join(on_device)} and NumPy/host for {', '.join(on_host)}"
         )
-    return CUDA if on_device else CPU
+    if on_device:
+        import cupy
 
-
-def require_cpu(backend: str, function: str) -> None:
-    """Refuse CuPy inputs for functions whose GPU path does not exist yet."""
-    if backend != CPU:
-        raise TypeError(
-            f"{function} received CuPy arrays, but arrayreg's CUDA backend is not "
-            "available in this version; pass NumPy arrays (cupy.asnumpy) instead"
-        )
-
+        return Backend("cuda", cupy)
+    if SIMULATED_GPU.get() is not None:
+        return Backend("cuda", np)
+    return Backend("cpu", np)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def kernel_array(array: np.ndarray, dtype=None) -> np.ndarray:
-    """``array`` as C-contiguous, native-endian ``dtype`` (no copy when it already is)."""
+def kernel_array(array, dtype=None, xp=np):
+    """``array`` as a C-contiguous, native-endian ``dtype`` array of ``xp`` (no copy when it already is)."""
     dtype = np.dtype(array.dtype if dtype is None else dtype).newbyteorder("=")
-    return np.ascontiguousarray(array, dtype=dtype)
+    return xp.ascontiguousarray(array, dtype=dtype)
 
 
 def value_dtype(image: np.ndarray, compute: np.dtype, nearest: bool) -> np.dtype:

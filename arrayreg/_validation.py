@@ -14,10 +14,10 @@ INTERPOLATIONS = ("linear", "nearest")
 BOUNDARIES = ("clamp", "constant")
 
 
-def as_array(value, name: str) -> np.ndarray:
-    """Convert ``value`` (an array or nested lists) to a NumPy array of numbers."""
+def as_array(value, name: str, xp=np):
+    """Convert ``value`` (an array or nested lists) to an array of numbers of module ``xp``."""
     try:
-        array = np.asarray(value)
+        array = xp.asarray(value)
     except (TypeError, ValueError) as error:
         raise TypeError(f"{name} must be an array of numbers; got {type(value).__name__}") from error
     if array.dtype.kind not in "biuf":
@@ -25,9 +25,9 @@ def as_array(value, name: str) -> np.ndarray:
     return array
 
 
-def as_coordinates(value, name: str) -> np.ndarray:
-    """Convert coordinates (locations, displacements, grids, thetas) to a float array."""
-    array = as_array(value, name)
+def as_coordinates(value, name: str, xp=np):
+    """Convert coordinates (locations, displacements, grids, thetas) to a numeric array of module ``xp``."""
+    array = as_array(value, name, xp)
     if array.dtype.kind == "b":
         raise TypeError(f"{name} must hold numbers, not booleans; got dtype bool")
     return array

@@ -7,22 +7,21 @@ import numbers
 import numpy as np
 
 from . import _validation as v
-from ._backend import backend_of, require_cpu
-from ._kernels import cpu
+from ._backend import backend_of
 from ._normalise import kernel_array
 from .resample import plan_sampling
 
 
-def _check_ddf(ddf, name: str = "ddf") -> np.ndarray:
-    ddf = v.as_coordinates(ddf, name)
+def _check_ddf(ddf, name: str, xp):
+    ddf = v.as_coordinates(ddf, name, xp)
     if not (ddf.ndim == 5 and ddf.shape[-1] == 3):
         raise ValueError(f"{name} shape must be (batch, f_dim1, f_dim2, f_dim3, 3), got {ddf.shape}")
     return ddf
 
 
-def _coordinate_table(shape, dtype) -> np.ndarray:
+def _coordinate_table(shape, dtype, xp):
     """``table[i] == i`` in ``dtype``, long enough for every axis of ``shape``."""
-    return np.arange(max(shape), dtype=dtype)
+    return xp.arange(max(shape), dtype=dtype)
 
 
 def warp_image_ddf(image, ddf, grid_ref=None, *, interpolation: str = "linear", boundary: str = "clamp",
@@ -52,16 +51,17 @@ def warp_image_ddf(image, ddf, grid_ref=None, *, interpolation: str = "linear", 
         DeepReg's three shape errors (image rank, ddf shape, grid_ref shape; the
         whole grid_ref shape is checked), and differing batch sizes.
     """
-    require_cpu(backend_of(image=image, ddf=ddf, grid_ref=grid_ref), "warp_image_ddf")
-    image = v.as_array(image, "image")
+    backend = backend_of(image=image, ddf=ddf, grid_ref=grid_ref)
+    xp = backend.xp
+    image = v.as_array(image, "image", xp)
     if image.ndim not in (4, 5):
         raise ValueError(
             "image shape must be (batch, m_dim1, m_dim2, m_dim3) "
             f"or (batch, m_dim1, m_dim2, m_dim3, ch), got {image.shape}"
         )
-    ddf = _check_ddf(ddf)
+    ddf = _check_ddf(ddf, "ddf", xp)
     if grid_ref is not None:
-        grid_ref = v.as_coordinates(grid_ref, "grid_ref")
+        grid_ref = v.as_coordinates(grid_ref, "grid_ref", xp)
         if grid_ref.shape != (1,) + ddf.shape[1:]:
             raise ValueError(
                 "grid_ref shape must be (1, f_dim1, f_dim2, f_dim3, 3) or None, "
@@ -72,15 +72,16 @@ def warp_image_ddf(image, ddf, grid_ref=None, *, interpolation: str = "linear", 
         raise ValueError(f"image and ddf must have the same batch size; got image.shape = {image.shape}, "
                          f"ddf.shape = {ddf.shape}")
     coords = (ddf,) if grid_ref is None else (ddf, grid_ref)
-    plan = plan_sampling(image, "image", 3, image.ndim == 5, coords, interpolation, boundary, fill_value)
+    plan = plan_sampling(backend, image, "image", 3, image.ndim == 5, coords, interpolation, boundary, fill_value)
     out, out_view = plan.empty_output(ddf.shape[0], ddf.shape[1:4])
     if out.size == 0:
         return out
     dtype = plan.coord_dtype
     use_grid = grid_ref is not None
-    grid = kernel_array(grid_ref, dtype) if use_grid else np.zeros((1, 1, 1, 1, 3), dtype=dtype)
-    cpu.warp3d(plan.vol, kernel_array(ddf, dtype), grid, use_grid, _coordinate_table(ddf.shape[1:4], dtype),
-               plan.top, plan.nearest, plan.constant, plan.one, plan.outside, out_view)
+    grid = kernel_array(grid_ref, dtype, xp) if use_grid else xp.zeros((1, 1, 1, 1, 3), dtype=dtype)
+    backend.kernels.warp3d(plan.vol, kernel_array(ddf, dtype, xp), grid, use_grid,
+                           _coordinate_table(ddf.shape[1:4], dtype, xp), plan.top, plan.nearest, plan.constant,
+                           plan.one, plan.outside, out_view)
     return out
 
 
@@ -101,19 +102,20 @@ def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
     -------
     array like ``dvf``: float64 for float64 input, float32 otherwise.
     """
-    require_cpu(backend_of(dvf=dvf), "integrate_dvf")
-    dvf = _check_ddf(dvf, "dvf")
+    backend = backend_of(dvf=dvf)
+    xp = backend.xp
+    dvf = _check_ddf(dvf, "dvf", xp)
     if isinstance(num_steps, (bool, np.bool_)) or not isinstance(num_steps, numbers.Integral) or num_steps < 0:
         raise ValueError(f"num_steps must be an int >= 0; got {num_steps!r}")
     dtype = v.compute_dtype(dvf)
-    current = np.ldexp(kernel_array(dvf, dtype), -int(num_steps))  # exactly dvf / 2**num_steps
+    current = xp.ldexp(kernel_array(dvf, dtype, xp), -int(num_steps))  # exactly dvf / 2**num_steps
     if current.size == 0 or num_steps == 0:
         return current
     v.check_spatial_nonempty(dvf.shape[1:4], "dvf")
-    spare = np.empty_like(current)
-    coords = _coordinate_table(dvf.shape[1:4], dtype)
-    top = np.array(dvf.shape[1:4], dtype=dtype) - dtype.type(1)
+    spare = xp.empty_like(current)
+    coords = _coordinate_table(dvf.shape[1:4], dtype, xp)
+    top = xp.asarray(np.array(dvf.shape[1:4], dtype=dtype) - dtype.type(1))
     for _ in range(int(num_steps)):
-        cpu.squaring_step(current, coords, top, dtype.type(1), spare)
+        backend.kernels.squaring_step(current, coords, top, dtype.type(1), spare)
         current, spare = spare, current
     return current

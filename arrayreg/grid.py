@@ -8,8 +8,7 @@ import numbers
 import numpy as np
 
 from . import _validation as v
-from ._backend import backend_of, require_cpu
-from ._kernels import cpu
+from ._backend import backend_of
 from ._normalise import kernel_array
 
 
@@ -63,15 +62,16 @@ def warp_grid(grid, theta) -> np.ndarray:
     array ``(batch, d1, d2, d3, 3)``: float64 when ``grid`` or ``theta`` is
     float64, otherwise float32.
     """
-    require_cpu(backend_of(grid=grid, theta=theta), "warp_grid")
-    grid = v.as_coordinates(grid, "grid")
-    theta = v.as_coordinates(theta, "theta")
+    backend = backend_of(grid=grid, theta=theta)
+    xp = backend.xp
+    grid = v.as_coordinates(grid, "grid", xp)
+    theta = v.as_coordinates(theta, "theta", xp)
     if grid.ndim != 4 or grid.shape[-1] != 3:
         raise ValueError(f"grid must have shape (dim1, dim2, dim3, 3); got {grid.shape}")
     if theta.ndim != 3 or theta.shape[1:] != (4, 3):
         raise ValueError(f"theta must have shape (batch, 4, 3); got {theta.shape}")
     dtype = v.compute_dtype(grid, theta)
-    out = np.empty((theta.shape[0],) + grid.shape, dtype=dtype)
+    out = xp.empty((theta.shape[0],) + grid.shape, dtype=dtype)
     if out.size:
-        cpu.warp_grid3d(kernel_array(grid, dtype), kernel_array(theta, dtype), out)
+        backend.kernels.warp_grid3d(kernel_array(grid, dtype, xp), kernel_array(theta, dtype, xp), out)
     return out

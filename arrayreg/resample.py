@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validation as v
-from ._backend import backend_of, require_cpu
-from ._kernels import cpu
+from ._backend import Backend, backend_of
 from ._normalise import kernel_array, outside_value, value_dtype
 from .grid import get_n_bits_combinations
 
@@ -67,11 +66,13 @@ def _combine(values, weights):
 class SamplingPlan:
     """A volume prepared for the sampling kernels, with the scalars they need."""
 
-    vol: np.ndarray  # (batch, *spatial, ch), C-contiguous, kernel dtype
+    backend: Backend
+    vol: object  # (batch, *spatial, ch), C-contiguous, kernel dtype, of backend.xp
     has_channel: bool
     coord_dtype: np.dtype  # dtype of locations and weights
     out_dtype: np.dtype
-    top: np.ndarray  # spatial dims - 1, in coord_dtype
+    top_host: np.ndarray  # spatial dims - 1, in coord_dtype, on the host
+    top: object  # the same on the backend's device
     nearest: bool
     constant: bool
     one: np.generic
@@ -81,11 +82,12 @@ class SamplingPlan:
         """Output ``(batch, *loc_shape[, ch])`` and its ``(batch, points, ch)`` kernel view."""
         channels = self.vol.shape[-1]
         shape = (batch,) + tuple(loc_shape) + ((channels,) if self.has_channel else ())
-        out = np.empty(shape, dtype=self.out_dtype)
+        out = self.backend.xp.empty(shape, dtype=self.out_dtype)
         return out, out.reshape(batch, -1, channels)
 
 
-def plan_sampling(vol, vol_name, n_dims, has_channel, coords, interpolation, boundary, fill_value) -> SamplingPlan:
+def plan_sampling(backend, vol, vol_name, n_dims, has_channel, coords, interpolation, boundary,
+                  fill_value) -> SamplingPlan:
     """Validate the options and normalise ``vol`` for sampling ``n_dims``-D locations.
 
     ``coords`` are the coordinate arrays of the call (for the compute dtype).
@@ -98,15 +100,18 @@ def plan_sampling(vol, vol_name, n_dims, has_channel, coords, interpolation, bou
     compute = v.compute_dtype(vol, *coords)
     read = value_dtype(vol, compute, nearest)
     fill = v.check_fill_value(fill_value, read)
-    kernel_vol = kernel_array(vol, read)
+    kernel_vol = kernel_array(vol, read, backend.xp)
     if not has_channel:
         kernel_vol = kernel_vol[..., None]
+    top = np.array(spatial, dtype=compute) - compute.type(1)
     return SamplingPlan(
+        backend=backend,
         vol=kernel_vol,
         has_channel=has_channel,
         coord_dtype=compute,
         out_dtype=read,
-        top=np.array(spatial, dtype=compute) - compute.type(1),
+        top_host=top,
+        top=backend.xp.asarray(top),
         nearest=nearest,
         constant=boundary == "constant",
         one=compute.type(1),
@@ -150,9 +155,9 @@ def resample(vol, loc, interpolation: str = "linear", *, boundary: str = "clamp"
     coordinate gives NaN (0 for integer images with nearest) and ``±inf`` is
     clipped to the edge; with ``constant`` they give ``fill_value``.
     """
-    require_cpu(backend_of(vol=vol, loc=loc), "resample")
-    vol = v.as_array(vol, "vol")
-    loc = v.as_coordinates(loc, "loc")
+    backend = backend_of(vol=vol, loc=loc)
+    vol = v.as_array(vol, "vol", backend.xp)
+    loc = v.as_coordinates(loc, "loc", backend.xp)
     if loc.ndim < 2 or loc.shape[-1] < 1:
         raise ValueError(f"loc must have shape (batch, *loc_shape, n) with n >= 1; got {loc.shape}")
     n_dims = loc.shape[-1]
@@ -167,48 +172,53 @@ def resample(vol, loc, interpolation: str = "linear", *, boundary: str = "clamp"
         )
     if vol.shape[0] != loc.shape[0]:
         raise ValueError(f"vol and loc must have the same batch size; got vol.shape = {vol.shape}, loc.shape = {loc.shape}")
-    plan = plan_sampling(vol, "vol", n_dims, has_channel, (loc,), interpolation, boundary, fill_value)
+    plan = plan_sampling(backend, vol, "vol", n_dims, has_channel, (loc,), interpolation, boundary, fill_value)
     batch = loc.shape[0]
     out, out_view = plan.empty_output(batch, loc.shape[1:-1])
     if out.size == 0:
         return out
-    flat_loc = kernel_array(loc, plan.coord_dtype).reshape(batch, -1, n_dims)
+    flat_loc = kernel_array(loc, plan.coord_dtype, backend.xp).reshape(batch, -1, n_dims)
     if n_dims in (2, 3):
-        kernel = cpu.resample3d if n_dims == 3 else cpu.resample2d
+        kernels = backend.kernels
+        kernel = kernels.resample3d if n_dims == 3 else kernels.resample2d
         kernel(plan.vol, flat_loc, plan.top, plan.nearest, plan.constant, plan.one, plan.outside, out_view)
     else:
         out_view[...] = _resample_generic(plan, flat_loc)
     return out
 
 
-def _resample_generic(plan: SamplingPlan, loc: np.ndarray) -> np.ndarray:
-    """Any number of dimensions: per-axis corners from the shared formulas, NumPy gathers."""
+def _resample_generic(plan: SamplingPlan, loc):
+    """Any number of dimensions: per-axis corners from the shared formulas, array-module gathers."""
+    xp, kernels = plan.backend.xp, plan.backend.kernels
     batch, n_points, n_dims = loc.shape
-    batch_index = np.arange(batch)[:, None]
+    batch_index = xp.arange(batch)[:, None]
+    axes = [xp.ascontiguousarray(loc[..., d]).reshape(-1) for d in range(n_dims)]
     if plan.nearest:
-        index = [np.empty((batch, n_points), dtype=np.int64) for _ in range(n_dims)]
+        index = [xp.empty((batch, n_points), dtype=np.int64) for _ in range(n_dims)]
         for d in range(n_dims):
-            cpu.nearest_axis_table(loc[..., d].ravel(), plan.top[d], plan.constant, index[d].reshape(-1))
-        return _gather(plan.vol, batch_index, index, plan.outside)
+            kernels.nearest_axis_table(axes[d], plan.top_host[d], plan.constant, index[d].reshape(-1))
+        return _gather(xp, plan.vol, batch_index, index, plan.outside)
     corners = []
     weights = []
     for d in range(n_dims):
-        lo, hi = np.empty((2, batch, n_points), dtype=np.int64)
-        w_lo = np.empty((batch, n_points), dtype=plan.coord_dtype)
-        cpu.linear_axis_table(np.ascontiguousarray(loc[..., d]).ravel(), plan.top[d], plan.one, plan.constant,
-                              lo.reshape(-1), hi.reshape(-1), w_lo.reshape(-1))
+        lo, hi = xp.empty((2, batch, n_points), dtype=np.int64)
+        w_lo = xp.empty((batch, n_points), dtype=plan.coord_dtype)
+        kernels.linear_axis_table(axes[d], plan.top_host[d], plan.one, plan.constant,
+                                  lo.reshape(-1), hi.reshape(-1), w_lo.reshape(-1))
         corners.append((lo, hi))
         weights.append(w_lo[..., None])
     values = [
-        _gather(plan.vol, batch_index, [corners[d][bit] for d, bit in enumerate(bits)], plan.outside)
+        _gather(xp, plan.vol, batch_index, [corners[d][bit] for d, bit in enumerate(bits)], plan.outside)
         for bits in get_n_bits_combinations(n_dims)
     ]
     return pyramid_combination(values, weights).astype(plan.out_dtype, copy=False)
 
 
-def _gather(vol, batch_index, index, outside):
+def _gather(xp, vol, batch_index, index, outside):
     """``vol[b, index...]`` with ``outside`` where any index is -1; returns ``(batch, points, ch)``."""
-    inside = np.logical_and.reduce([i >= 0 for i in index])
-    safe = [np.where(inside, i, 0) for i in index]
+    inside = index[0] >= 0
+    for i in index[1:]:
+        inside = inside & (i >= 0)
+    safe = [xp.where(inside, i, 0) for i in index]
     values = vol[(batch_index, *safe)]
-    return np.where(inside[..., None], values, outside)
+    return xp.where(inside[..., None], values, outside)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validation as v
-from ._backend import backend_of, require_cpu
-from ._kernels import cpu
+from ._backend import backend_of
 from ._normalise import kernel_array, value_dtype
 
 METHODS = ("bilinear", "nearest")
@@ -69,8 +68,9 @@ def resize3d(image, size, method: str = "bilinear"):
     returns float64 for float64 input and float32 otherwise; nearest keeps the
     image dtype (float16 becomes float32).
     """
-    require_cpu(backend_of(image=image), "resize3d")
-    image = v.as_array(image, "image")
+    backend = backend_of(image=image)
+    xp = backend.xp
+    image = v.as_array(image, "image", xp)
     if image.ndim not in (3, 4, 5):
         raise ValueError(
             "resize3d takes input image of dimension 3 or 4 or 5, corresponding to (dim1, dim2, dim3) "
@@ -84,13 +84,14 @@ def resize3d(image, size, method: str = "bilinear"):
     v.check_spatial_nonempty(spatial, "image")
     volume = image.reshape((1,) * (image.ndim == 3) + image.shape + (1,) * (image.ndim != 5))
     out_dtype = value_dtype(image, v.compute_dtype(image), nearest=method == "nearest")
-    out = np.empty(volume.shape[:1] + size + volume.shape[-1:], dtype=out_dtype)
+    out = xp.empty(volume.shape[:1] + size + volume.shape[-1:], dtype=out_dtype)
     if out.size:
+        source = kernel_array(volume, out.dtype, xp)
         if method == "nearest":
             tables = [nearest_table(n_in, n_out) for n_in, n_out in zip(spatial, size)]
-            cpu.resize3d_nearest(kernel_array(volume, out.dtype), *tables, out)
+            backend.kernels.resize3d_nearest(source, *map(xp.asarray, tables), out)
         else:
             tables = [t for n_in, n_out in zip(spatial, size) for t in linear_table(n_in, n_out, out.dtype)]
-            cpu.resize3d_linear(kernel_array(volume, out.dtype), *tables, out)
+            backend.kernels.resize3d_linear(source, *map(xp.asarray, tables), out)
     return out.reshape(size if image.ndim == 3 else image.shape[:1] + size + image.shape[4:])
 

@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from .. import _validation as v
+from .._backend import backend_of
 from ..ddf import integrate_dvf, warp_image_ddf
 from ..resize import resize3d
 
@@ -91,7 +92,7 @@ class AdditiveUpSampling:
         self.name = name
 
     def __call__(self, inputs, **kwargs):
-        x = v.as_array(inputs, "inputs")
+        x = v.as_array(inputs, "inputs", backend_of(inputs=inputs).xp)
         if x.ndim != 5:
             raise ValueError(f"inputs must have shape (batch, dim1, dim2, dim3, channels); got {x.shape}")
         if x.shape[4] % self.stride != 0:

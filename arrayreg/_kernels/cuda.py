@@ -1,0 +1,194 @@
+"""Numba-CUDA kernels (grid-stride, one thread per output point) and their launch code.
+
+The kernels call the same formulas as the CPU loops, compiled with
+``cuda.jit(device=True)``.  The launch functions mirror ``cpu``'s kernels
+argument for argument, so the public functions call either module the same
+way.  Arrays are CuPy arrays (passed through ``__cuda_array_interface__``) and
+kernels launch on CuPy's current stream; under ``arrayreg.testing.simulated_gpu``
+(a process started with ``NUMBA_ENABLE_CUDASIM=1``) they are NumPy arrays and
+the block size can be made small so that grid-stride loops span several blocks.
+This module is imported only when a CUDA call happens.
+"""
+
+from __future__ import annotations
+
+from numba import cuda
+
+from .._backend import SIMULATED_GPU, is_device_array
+from . import formulas
+
+_F = formulas.build(cuda.jit(device=True))
+linear_axis = _F.linear_axis
+nearest_axis = _F.nearest_axis
+resize_point_linear = _F.resize_point_linear
+sample_point2 = _F.sample_point2
+sample_point3 = _F.sample_point3
+warp_grid_point = _F.warp_grid_point
+
+THREADS_PER_BLOCK = 256
+MAX_BLOCKS = 65535
+
+
+def _launch(kernel, n_threads, *args):
+    """Launch ``kernel`` over ``n_threads`` grid-stride threads on the current stream."""
+    settings = SIMULATED_GPU.get()
+    threads, max_blocks = (THREADS_PER_BLOCK, MAX_BLOCKS) if settings is None else settings
+    blocks = max(1, min((n_threads + threads - 1) // threads, max_blocks))
+    if any(is_device_array(a) for a in args):
+        import cupy
+
+        stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+        kernel[blocks, threads, stream](*args)
+    else:
+        kernel[blocks, threads](*args)
+
+
+# ----------------------------------------------------------------- kernels
+@cuda.jit
+def _resample3d(src, d1, d2, d3, n_ch, loc, top, nearest, constant, one, outside, dst):
+    n_points = loc.shape[1]
+    for t in range(cuda.grid(1), loc.shape[0] * n_points, cuda.gridsize(1)):
+        b = t // n_points
+        p = t - b * n_points
+        sample_point3(src, (d1, d2, d3, n_ch), b * d1 * d2 * d3 * n_ch, loc[b, p, 0], loc[b, p, 1], loc[b, p, 2],
+                      top, nearest, constant, one, outside, dst, t * n_ch)
+
+
+@cuda.jit
+def _resample2d(src, d1, d2, n_ch, loc, top, nearest, constant, one, outside, dst):
+    n_points = loc.shape[1]
+    for t in range(cuda.grid(1), loc.shape[0] * n_points, cuda.gridsize(1)):
+        b = t // n_points
+        p = t - b * n_points
+        sample_point2(src, (d1, d2, n_ch), b * d1 * d2 * n_ch, loc[b, p, 0], loc[b, p, 1],
+                      top, nearest, constant, one, outside, dst, t * n_ch)
+
+
+@cuda.jit
+def _warp3d(src, d1, d2, d3, n_ch, ddf, f1, f2, f3, grid, use_grid, coords, top, nearest, constant, one, outside,
+            dst):
+    n_points = f1 * f2 * f3
+    for t in range(cuda.grid(1), ddf.shape[0] // 3, cuda.gridsize(1)):
+        b = t // n_points
+        r = t - b * n_points
+        i = r // (f2 * f3)
+        j = (r // f3) % f2
+        k = r % f3
+        if use_grid:
+            x = grid[3 * r] + ddf[3 * t]
+            y = grid[3 * r + 1] + ddf[3 * t + 1]
+            z = grid[3 * r + 2] + ddf[3 * t + 2]
+        else:
+            x = coords[i] + ddf[3 * t]
+            y = coords[j] + ddf[3 * t + 1]
+            z = coords[k] + ddf[3 * t + 2]
+        sample_point3(src, (d1, d2, d3, n_ch), b * d1 * d2 * d3 * n_ch, x, y, z, top, nearest, constant, one,
+                      outside, dst, t * n_ch)
+
+
+@cuda.jit
+def _squaring_step(src, f1, f2, f3, coords, top, one, dst):
+    n_points = f1 * f2 * f3
+    for t in range(cuda.grid(1), src.shape[0] // 3, cuda.gridsize(1)):
+        b = t // n_points
+        r = t - b * n_points
+        x = coords[r // (f2 * f3)] + src[3 * t]
+        y = coords[(r // f3) % f2] + src[3 * t + 1]
+        z = coords[r % f3] + src[3 * t + 2]
+        sample_point3(src, (f1, f2, f3, 3), b * n_points * 3, x, y, z, top, False, False, one, one, dst, 3 * t)
+        for c in range(3):
+            dst[3 * t + c] = src[3 * t + c] + dst[3 * t + c]
+
+
+@cuda.jit
+def _warp_grid3d(points, theta, n_points, dst):
+    for t in range(cuda.grid(1), theta.shape[0] * n_points, cuda.gridsize(1)):
+        b = t // n_points
+        n = t - b * n_points
+        g0, g1, g2 = points[3 * n], points[3 * n + 1], points[3 * n + 2]
+        for p in range(3):
+            dst[3 * t + p] = warp_grid_point(g0, g1, g2, theta[b, 0, p], theta[b, 1, p], theta[b, 2, p],
+                                             theta[b, 3, p])
+
+
+@cuda.jit(device=True)
+def _voxel_of(t, o1, o2, o3):
+    """``(b, a, j, k)`` of flat voxel ``t`` in a ``(batch, o1, o2, o3)`` volume."""
+    return t // (o3 * o2 * o1), (t // (o3 * o2)) % o1, (t // o3) % o2, t % o3
+
+
+@cuda.jit
+def _resize3d_linear(image, lo1, hi1, t1, lo2, hi2, t2, lo3, hi3, t3, out):
+    n_batch, o1, o2, o3, n_ch = out.shape
+    for t in range(cuda.grid(1), n_batch * o1 * o2 * o3, cuda.gridsize(1)):
+        b, a, j, k = _voxel_of(t, o1, o2, o3)
+        for ch in range(n_ch):
+            out[b, a, j, k, ch] = resize_point_linear(image, b, lo1[a], hi1[a], t1[a], lo2[j], hi2[j], t2[j],
+                                                      lo3[k], hi3[k], t3[k], ch)
+
+
+@cuda.jit
+def _resize3d_nearest(image, n1, n2, n3, out):
+    n_batch, o1, o2, o3, n_ch = out.shape
+    for t in range(cuda.grid(1), n_batch * o1 * o2 * o3, cuda.gridsize(1)):
+        b, a, j, k = _voxel_of(t, o1, o2, o3)
+        for ch in range(n_ch):
+            out[b, a, j, k, ch] = image[b, n1[a], n2[j], n3[k], ch]
+
+
+@cuda.jit
+def _linear_axis_table(coords, top, one, constant, lo, hi, w_lo):
+    for t in range(cuda.grid(1), coords.shape[0], cuda.gridsize(1)):
+        lo[t], hi[t], w_lo[t] = linear_axis(coords[t], top, one, constant)
+
+
+@cuda.jit
+def _nearest_axis_table(coords, top, constant, index):
+    for t in range(cuda.grid(1), coords.shape[0], cuda.gridsize(1)):
+        index[t] = nearest_axis(coords[t], top, constant)
+
+
+# ------------------------------------------------- launchers (cpu signatures)
+def resample3d(vol, loc, top, nearest, constant, one, outside, out):
+    _, d1, d2, d3, n_ch = vol.shape
+    _launch(_resample3d, loc.shape[0] * loc.shape[1], vol.reshape(-1), d1, d2, d3, n_ch, loc, top, nearest,
+            constant, one, outside, out.reshape(-1))
+
+
+def resample2d(vol, loc, top, nearest, constant, one, outside, out):
+    _, d1, d2, n_ch = vol.shape
+    _launch(_resample2d, loc.shape[0] * loc.shape[1], vol.reshape(-1), d1, d2, n_ch, loc, top, nearest, constant,
+            one, outside, out.reshape(-1))
+
+
+def warp3d(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, out):
+    _, d1, d2, d3, n_ch = image.shape
+    _, f1, f2, f3, _ = ddf.shape
+    _launch(_warp3d, ddf.size // 3, image.reshape(-1), d1, d2, d3, n_ch, ddf.reshape(-1), f1, f2, f3,
+            grid.reshape(-1), use_grid, coords, top, nearest, constant, one, outside, out.reshape(-1))
+
+
+def squaring_step(src, coords, top, one, dst):
+    _, f1, f2, f3, _ = src.shape
+    _launch(_squaring_step, src.size // 3, src.reshape(-1), f1, f2, f3, coords, top, one, dst.reshape(-1))
+
+
+def warp_grid3d(grid, theta, out):
+    n_points = grid.size // 3
+    _launch(_warp_grid3d, theta.shape[0] * n_points, grid.reshape(-1), theta, n_points, out.reshape(-1))
+
+
+def resize3d_linear(image, lo1, hi1, t1, lo2, hi2, t2, lo3, hi3, t3, out):
+    _launch(_resize3d_linear, out.size // out.shape[-1], image, lo1, hi1, t1, lo2, hi2, t2, lo3, hi3, t3, out)
+
+
+def resize3d_nearest(image, n1, n2, n3, out):
+    _launch(_resize3d_nearest, out.size // out.shape[-1], image, n1, n2, n3, out)
+
+
+def linear_axis_table(coords, top, one, constant, lo, hi, w_lo):
+    _launch(_linear_axis_table, coords.shape[0], coords, top, one, constant, lo, hi, w_lo)
+
+
+def nearest_axis_table(coords, top, constant, index):
+    _launch(_nearest_axis_table, coords.shape[0], coords, top, constant, index)

@@ -1,0 +1,141 @@
+"""The CUDA launch path on Numba's simulator (run in a process with NUMBA_ENABLE_CUDASIM=1).
+
+``.ci/run`` runs this module in its own pytest process.  Inside
+``simulated_gpu()`` NumPy inputs take the CUDA path end to end: allocation,
+launch configuration (small blocks, so grid-stride loops span several blocks)
+and the kernels, which call the same formulas as the CPU loops.
+"""
+
+import numpy as np
+import pytest
+from numba import config
+
+import arrayreg
+from arrayreg.testing import simulated_gpu
+
+from . import test_deepreg_parity as parity
+from .reference import map_coordinates_batched, zoom_linear
+
+pytestmark = pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="needs NUMBA_ENABLE_CUDASIM=1 (a separate process)")
+
+GEOMETRIC = sorted(
+    case for case, info in parity.CASES.items()
+    if info["function"].startswith("layer_util.")
+    or info["function"].split(".")[-1] in ("Warping", "IntDVF", "AdditiveUpSampling")
+)
+
+
+def cuda_calls(monkeypatch):
+    """Count launches, to prove the CUDA path (not the CPU loops) ran."""
+    from arrayreg._kernels import cuda
+
+    calls = []
+    original = cuda._launch
+
+    def counting(kernel, n_threads, *args):
+        calls.append(n_threads)
+        return original(kernel, n_threads, *args)
+
+    monkeypatch.setattr(cuda, "_launch", counting)
+    return calls
+
+
+@pytest.mark.parametrize("case", GEOMETRIC)
+def test_reference_case_on_simulated_gpu(case):
+    with simulated_gpu():
+        parity.test_reference_case(case)
+
+
+def test_the_cuda_path_really_runs(monkeypatch, rng):
+    calls = cuda_calls(monkeypatch)
+    image = rng.standard_normal((1, 4, 5, 6)).astype(np.float32)
+    with simulated_gpu(threads_per_block=8, max_blocks=2):
+        arrayreg.warp_image_ddf(image, np.zeros((1, 4, 5, 6, 3), np.float32))
+    assert calls == [120]
+
+
+@pytest.mark.parametrize("n_dims", [2, 3])
+@pytest.mark.parametrize("channels", [None, 2])
+def test_resample_matches_scipy(rng, n_dims, channels):
+    vol = rng.standard_normal((2,) + (5, 6, 4)[:n_dims] + ((channels,) if channels else ())).astype(np.float32)
+    loc = rng.uniform(-2, 7, (2, 3, 4, n_dims)).astype(np.float32)
+    with simulated_gpu():
+        got = arrayreg.resample(vol, loc)
+    np.testing.assert_allclose(got, map_coordinates_batched(vol, loc), rtol=1e-5, atol=1e-5)
+
+
+def test_warp_and_resize_match_scipy(rng):
+    image = rng.standard_normal((1, 6, 7, 5)).astype(np.float32)
+    ddf = rng.uniform(-2, 2, (1, 4, 5, 6, 3)).astype(np.float32)
+    loc = arrayreg.get_reference_grid((4, 5, 6))[None] + ddf
+    volume = rng.standard_normal((4, 5, 3)).astype(np.float32)
+    with simulated_gpu():
+        warped = arrayreg.warp_image_ddf(image, ddf)
+        resized = arrayreg.resize3d(volume, (7, 3, 6))
+    np.testing.assert_allclose(warped, map_coordinates_batched(image, loc), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(resized, zoom_linear(volume, (7, 3, 6)), rtol=1e-5, atol=1e-5)
+
+
+CALLS = {
+    "resample2d": lambda a: arrayreg.resample(a["vol2"], a["loc2"], **a["mode"]),
+    "resample3d": lambda a: arrayreg.resample(a["vol3"], a["loc3"], **a["mode"]),
+    "resample1d": lambda a: arrayreg.resample(a["vol1"], a["loc1"], **a["mode"]),
+    "warp": lambda a: arrayreg.warp_image_ddf(a["image"], a["ddf"], **a["mode"]),
+    "warp_grid_ref": lambda a: arrayreg.warp_image_ddf(a["image"], a["ddf"], a["grid_ref"], **a["mode"]),
+}
+MODES = [
+    {},
+    {"interpolation": "nearest"},
+    {"boundary": "constant", "fill_value": -1.5},
+    {"interpolation": "nearest", "boundary": "constant", "fill_value": 3.0},
+]
+
+
+@pytest.fixture
+def inputs(rng):
+    ddf = rng.uniform(-3, 3, (2, 3, 4, 5, 3)).astype(np.float32)
+    ddf[0, 0, 0, 0] = [np.nan, 1, 1]
+    ddf[1, 1, 1, 1] = [1, np.inf, -1e30]
+    return {
+        "vol1": rng.standard_normal((2, 6, 2)).astype(np.float32),
+        "loc1": rng.uniform(-2, 8, (2, 5, 1)).astype(np.float32),
+        "vol2": rng.standard_normal((2, 5, 6, 2)).astype(np.float32),
+        "loc2": rng.uniform(-2, 8, (2, 4, 5, 2)).astype(np.float32),
+        "vol3": rng.standard_normal((2, 5, 6, 4)).astype(np.float32),
+        "loc3": rng.uniform(-2, 8, (2, 3, 5, 3)).astype(np.float32),
+        "image": rng.standard_normal((2, 6, 5, 4, 2)).astype(np.float32),
+        "ddf": ddf,
+        "grid_ref": (1.2 * arrayreg.get_reference_grid((3, 4, 5)) - 0.3)[None],
+    }
+
+
+@pytest.mark.parametrize("mode", MODES, ids=["linear", "nearest", "constant", "nearest-constant"])
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_cpu_and_cuda_agree_bitwise(inputs, call, mode):
+    args = dict(inputs, mode=mode)
+    cpu = CALLS[call](args)
+    with simulated_gpu(threads_per_block=16, max_blocks=3):
+        gpu = CALLS[call](args)
+    assert gpu.dtype == cpu.dtype and gpu.shape == cpu.shape
+    np.testing.assert_array_equal(gpu, cpu)
+
+
+def test_cpu_and_cuda_agree_on_the_rest(rng):
+    dvf = rng.uniform(-1, 1, (1, 5, 6, 7, 3)).astype(np.float32)
+    labels = rng.integers(0, 7, (2, 4, 5, 6)).astype(np.uint8)
+    grid = rng.standard_normal((3, 4, 5, 3)).astype(np.float32)
+    theta = arrayreg.random_transform_generator(2, 0.3, seed=4)
+    image64 = rng.standard_normal((1, 4, 5, 6, 2))
+    runs = [
+        lambda: arrayreg.integrate_dvf(dvf, 5),
+        lambda: arrayreg.warp_grid(grid, theta),
+        lambda: arrayreg.resize3d(image64, (7, 3, 9)),
+        lambda: arrayreg.resize3d(labels, (7, 3, 9), "nearest"),
+        lambda: arrayreg.warp_image_ddf(labels, dvf[:, :4, :5, :6].repeat(2, 0), interpolation="nearest"),
+    ]
+    for run in runs:
+        cpu = run()
+        with simulated_gpu(threads_per_block=16, max_blocks=3):
+            gpu = run()
+        assert gpu.dtype == cpu.dtype
+        np.testing.assert_array_equal(gpu, cpu)
