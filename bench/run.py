@@ -210,6 +210,115 @@ def workloads(size):
     return table
 
 
+# ---------------------------------------------------------------- GPU rows
+def cupy_with_device():
+    try:
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+        return cupy
+    except Exception:  # noqa: BLE001 - no CuPy, driver or device
+        return None
+
+
+def gpu_median_ms(cp, fn, repeat):
+    """Median device time of ``fn`` between CUDA events on the current stream (after a warm-up call)."""
+    fn()
+    cp.cuda.get_current_stream().synchronize()
+    times = []
+    for _ in range(repeat):
+        start, stop = cp.cuda.Event(), cp.cuda.Event()
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, stop))
+    return float(np.median(times))
+
+
+def gpu_workloads(cp, size):
+    """W1 and W3 on CuPy arrays against cupyx map_coordinates and torch CUDA (layout and grid included)."""
+    from cupyx.scipy import ndimage as cundimage
+
+    s = SIZES[size]
+    rng = np.random.default_rng(0)
+    image = cp.asarray(rng.standard_normal((1,) + s["w1"]).astype(np.float32))
+    ddf = cp.asarray(smooth_ddf(s["w1"], 5.0))
+    dvf = cp.asarray(smooth_ddf(s["w3"], 8.0, seed=2))
+    int_dvf = arrayreg.IntDVF(s["w3"], num_steps=7)
+
+    def cupyx_warp():
+        coords = cp.indices(s["w1"], dtype=cp.float32) + cp.moveaxis(ddf[0], -1, 0)
+        return cundimage.map_coordinates(image[0], coords, order=1, mode="nearest")
+
+    torch_cuda = torch is not None and torch.cuda.is_available()
+
+    def torch_cuda_warp():
+        with torch.no_grad():
+            vol = torch.as_tensor(image, device="cuda")[:, None]
+            d = torch.as_tensor(ddf, device="cuda")
+            axes = [torch.arange(n, dtype=torch.float32, device="cuda") for n in s["w1"]]
+            ref = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+            scale = torch.tensor([2.0 / (n - 1) for n in s["w1"]], device="cuda")
+            grid = ((ref[None] + d) * scale - 1.0).flip(-1)
+            return F.grid_sample(vol, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+    def torch_cuda_int_dvf():
+        with torch.no_grad():
+            flow = torch.as_tensor(dvf, device="cuda") / 2**7
+            axes = [torch.arange(n, dtype=torch.float32, device="cuda") for n in s["w3"]]
+            ref = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)[None]
+            scale = torch.tensor([2.0 / (n - 1) for n in s["w3"]], device="cuda")
+            for _ in range(7):
+                grid = ((ref + flow) * scale - 1.0).flip(-1)
+                warped = F.grid_sample(flow.permute(0, 4, 1, 2, 3), grid, mode="bilinear", padding_mode="border",
+                                       align_corners=True)
+                flow = flow + warped.permute(0, 2, 3, 4, 1)
+            return flow
+
+    return {
+        f"GPU W1 warp_image_ddf {(1,) + s['w1']}": dict(
+            touched=image.nbytes * 2 + ddf.nbytes,
+            impls={
+                "arrayreg (CuPy)": lambda: arrayreg.warp_image_ddf(image, ddf),
+                "cupyx map_coordinates (+coords)": cupyx_warp,
+                "torch CUDA grid_sample (+grid)": torch_cuda and torch_cuda_warp,
+            },
+        ),
+        f"GPU W3 IntDVF {(1,) + s['w3'] + (3,)} 7 steps": dict(
+            touched=dvf.nbytes * (2 * 7 + 2),
+            impls={
+                "arrayreg (CuPy)": lambda: int_dvf(dvf),
+                "torch CUDA grid_sample loop": torch_cuda and torch_cuda_int_dvf,
+            },
+        ),
+    }
+
+
+def print_gpu_tables(cp, size, repeat, results):
+    source = cp.ones(64 * 2**20, cp.float32)
+    target = cp.empty_like(source)
+    copy_ms = gpu_median_ms(cp, lambda: target.__setitem__(Ellipsis, source), 9)
+    bandwidth = 2 * source.nbytes / (copy_ms * 1e-3) / 1e9
+    name = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)["name"].decode()
+    print(f"GPU: {name}, device copy bandwidth {bandwidth:.0f} GB/s\n")
+    start = time.perf_counter()
+    first = cp.zeros((1, 8, 8, 8), cp.float32)
+    arrayreg.warp_image_ddf(first, cp.zeros((1, 8, 8, 8, 3), cp.float32))
+    cp.cuda.get_current_stream().synchronize()
+    print(f"first CUDA warp in this process (kernel compile for one signature): {time.perf_counter() - start:.2f} s\n")
+    for title, work in gpu_workloads(cp, size).items():
+        floor_ms = work["touched"] / (bandwidth * 1e9) * 1e3
+        rows = [(impl, gpu_median_ms(cp, fn, repeat)) for impl, fn in work["impls"].items() if fn]
+        print(f"### {title}  (bandwidth floor {floor_ms:.3f} ms)\n")
+        print("| implementation | median ms | ratio (peer / arrayreg) | times the floor |")
+        print("|---|---|---|---|")
+        for impl, ms in rows:
+            print(f"| {impl} | {ms:.3f} | {ms / rows[0][1]:.2f} | {ms / floor_ms:.1f} |")
+        print()
+        results["workloads"][title] = {"floor_ms": floor_ms, "rows": rows}
+
+
 def latency(size):
     """First call in a fresh process: with the Numba cache warm, and cold (empty cache dir)."""
     code = (
@@ -260,6 +369,11 @@ def main(argv=None):
             print(f"| {impl} | {ms:.2f} | {ms / base:.2f} | {extra_text} | {diff:.1e} |")
         print()
         results["workloads"][name] = {"floor_ms": floor_ms, "rows": rows}
+    cp = cupy_with_device()
+    if cp is not None:
+        print_gpu_tables(cp, args.size, repeat, results)
+    else:
+        print("GPU rows: skipped (no CuPy or no CUDA device)\n")
     warm, cold = latency(args.size)
     print(f"first call in a fresh process (import + warp): {warm:.2f} s with a warm Numba cache, "
           f"{cold:.2f} s cold (empty cache)")
