@@ -8,6 +8,8 @@ and the kernels, which call the same formulas as the CPU loops.
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numba import config
 
 import arrayreg
@@ -139,3 +141,22 @@ def test_cpu_and_cuda_agree_on_the_rest(rng):
             gpu = run()
         assert gpu.dtype == cpu.dtype
         np.testing.assert_array_equal(gpu, cpu)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),
+    channels=st.sampled_from([None, 2]),
+    interpolation=st.sampled_from(["linear", "nearest"]),
+    boundary=st.sampled_from(["clamp", "constant"]),
+    seed=st.integers(0, 2**16),
+)
+def test_property_cpu_equals_cuda_simulator(shape, channels, interpolation, boundary, seed):
+    rng = np.random.default_rng(seed)
+    image = rng.standard_normal((1,) + shape + ((channels,) if channels else ())).astype(np.float32)
+    ddf = rng.uniform(-3, 3, (1,) + shape + (3,)).astype(np.float32)
+    kwargs = dict(interpolation=interpolation, boundary=boundary, fill_value=0.5)
+    cpu = arrayreg.warp_image_ddf(image, ddf, **kwargs)
+    with simulated_gpu(threads_per_block=8, max_blocks=2):
+        gpu = arrayreg.warp_image_ddf(image, ddf, **kwargs)
+    np.testing.assert_array_equal(gpu, cpu)
