@@ -83,7 +83,7 @@ class SamplingPlan:
         channels = self.vol.shape[-1]
         shape = (batch,) + tuple(loc_shape) + ((channels,) if self.has_channel else ())
         out = self.backend.xp.empty(shape, dtype=self.out_dtype)
-        return out, out.reshape(batch, -1, channels)
+        return out, out.reshape(batch, int(np.prod(loc_shape, dtype=np.int64)), channels)
 
 
 def plan_sampling(backend, vol, vol_name, n_dims, has_channel, coords, interpolation, boundary,
