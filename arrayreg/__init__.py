@@ -6,7 +6,7 @@ DDFs ``(batch, f1, f2, f3, 3)`` in voxels on the fixed grid, ``ij`` order:
 """
 
 from .affine import random_transform_generator
-from .ddf import integrate_dvf, warp_image_ddf
+from .ddf import integrate_dvf, random_ddf, warp_image_ddf
 from .grid import get_n_bits_combinations, get_reference_grid, warp_grid
 from .nn import AdditiveUpSampling, IntDVF, Warping
 from .resample import pyramid_combination, resample
@@ -22,6 +22,7 @@ __all__ = [
     "get_reference_grid",
     "integrate_dvf",
     "pyramid_combination",
+    "random_ddf",
     "random_transform_generator",
     "resample",
     "resize3d",

@@ -119,3 +119,41 @@ def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
         backend.kernels.squaring_step(current, coords, top, dtype.type(1), spare)
         current, spare = spare, current
     return current
+
+
+def random_ddf(shape, max_displacement: float, smoothness: float, seed=None, batch_size: int = 1, xp=None):
+    """A smooth random DDF of shape ``(batch_size, *shape, 3)`` with every component in ``[-max, max]``.
+
+    Control points ``U(-1, 1)`` on a coarse grid of
+    ``max(2, ceil(dim / smoothness) + 1)`` points per axis are upsampled with
+    :func:`resize3d` (bilinear, a convex combination, so the bound holds) and
+    scaled by ``max_displacement``.  Larger ``smoothness`` (in voxels between
+    control points) gives smoother fields.
+
+    Parameters
+    ----------
+    shape : 3 positive ints.
+    max_displacement : float >= 0, in voxels.
+    smoothness : float > 0, the spacing of the control points in voxels.
+    seed : None, int, ``numpy.random.Generator`` or ``RandomState``; NumPy's
+        global random state is never touched.
+    batch_size : int >= 1.
+    xp : None (NumPy) or the CuPy module: the array module of the result.
+    """
+    from .affine import _random_source
+    from .resize import resize3d
+
+    shape = v.check_size3(shape, "shape")
+    for name, value, low in (("max_displacement", max_displacement, 0.0), ("smoothness", smoothness, None)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
+                or (value < low if low is not None else value <= 0):
+            raise ValueError(f"{name} must be a finite number {'>= 0' if low is not None else '> 0'}; got {value!r}")
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    coarse = tuple(max(2, int(np.ceil(n / smoothness)) + 1) for n in shape)
+    control = _random_source(seed).uniform(-1.0, 1.0, (int(batch_size),) + coarse + (3,)).astype(np.float32)
+    if xp is not None:
+        control = xp.asarray(control)
+    field = resize3d(control, shape)
+    # Rounding may leave a value one ulp outside [-1, 1]; clip so that the bound is exact.
+    return field.clip(-1.0, 1.0) * np.float32(max_displacement)

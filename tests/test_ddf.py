@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from arrayreg import get_reference_grid, integrate_dvf, resample, warp_image_ddf
+from arrayreg import get_reference_grid, integrate_dvf, random_ddf, resample, warp_image_ddf
 
 from .reference import map_coordinates_batched
 
@@ -134,3 +134,19 @@ def test_integrate_many_steps_does_not_overflow_the_scale():
     dvf = np.ones((1, 3, 3, 3, 3), np.float32)
     out = integrate_dvf(dvf, 2000)
     assert out.dtype == np.float32 and np.isfinite(out).all()
+
+
+def test_random_ddf_is_bounded_seeded_and_smooth():
+    a = random_ddf((20, 22, 24), 3.0, 8.0, seed=1, batch_size=2)
+    assert a.shape == (2, 20, 22, 24, 3) and a.dtype == np.float32
+    assert np.abs(a).max() <= 3.0
+    np.testing.assert_array_equal(a, random_ddf((20, 22, 24), 3.0, 8.0, seed=1, batch_size=2))
+    # Linear interpolation between control points spaced n / (ceil(n / 8) + 1) output voxels apart:
+    # neighbouring voxels differ by at most the full range 2 * 3.0 over that spacing.
+    spacing = 20 / (np.ceil(20 / 8) + 1)
+    assert np.abs(np.diff(a, axis=1)).max() <= 2 * 3.0 / spacing + 1e-5
+    state = np.random.get_state()[1].copy()
+    random_ddf((4, 4, 4), 1.0, 2.0)
+    np.testing.assert_array_equal(np.random.get_state()[1], state)
+    with pytest.raises(ValueError, match="smoothness must be a finite number > 0"):
+        random_ddf((4, 4, 4), 1.0, 0.0)

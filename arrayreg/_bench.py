@@ -1,0 +1,394 @@
+"""arrayreg against its peers, in one process, on the same inputs.
+
+Prints a markdown table per workload: median time, ratio to arrayreg (peer
+time / arrayreg time, so > 1 means arrayreg is faster), extra memory beyond
+inputs and output (tracemalloc, NumPy-based implementations only) and the
+memory-bandwidth floor (bytes touched / copy bandwidth measured in this run).
+
+    arrayreg bench                      # full size (the sizes of the issues)
+    arrayreg bench --size tiny          # seconds; what CI runs
+    arrayreg bench --json out.json      # also python -m bench.run from a checkout
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+
+import numba
+import numpy as np
+from scipy import ndimage
+
+import arrayreg
+
+try:  # optional peers (the ``bench`` extra)
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover - depends on the environment
+    torch = None
+try:
+    import SimpleITK as sitk
+except ImportError:  # pragma: no cover
+    sitk = None
+
+SIZES = {
+    "full": dict(w1=(160, 192, 224), w2=(128, 128, 128), w3=(128, 128, 128), w4_in=(80, 96, 112), repeat=7),
+    "tiny": dict(w1=(20, 24, 28), w2=(16, 16, 16), w3=(16, 16, 16), w4_in=(10, 12, 14), repeat=3),
+}
+
+
+def median_ms(fn, repeat):
+    fn()  # warm-up (compilation, caches)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def extra_memory_mb(fn, output_bytes):
+    """Peak traced allocation during ``fn()`` beyond its output, in MB (NumPy allocations only)."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return max(peak - output_bytes, 0) / 1e6
+
+
+@numba.njit(parallel=True, cache=True)
+def _parallel_copy(src, dst):
+    for i in numba.prange(src.shape[0]):
+        dst[i] = src[i]
+
+
+def copy_bandwidth_gbs(n_bytes=256 * 2**20):
+    """Read + write bandwidth of a copy on all Numba threads (the floor's denominator)."""
+    src = np.ones(n_bytes // 4, np.float32)
+    dst = np.empty_like(src)
+    ms = median_ms(lambda: _parallel_copy(src, dst), 9)
+    return 2 * src.nbytes / (ms * 1e-3) / 1e9
+
+
+def smooth_ddf(shape, amplitude, seed=0):
+    rng = np.random.default_rng(seed)
+    axes = np.meshgrid(*[np.linspace(0, np.pi, s, dtype=np.float32) for s in shape], indexing="ij")
+    ddf = np.empty(shape + (3,), np.float32)
+    for c in range(3):
+        phase = rng.uniform(0, np.pi, 3).astype(np.float32)
+        ddf[..., c] = amplitude * np.sin(axes[0] + phase[0]) * np.cos(axes[1] + phase[1]) * np.sin(axes[2] + phase[2])
+    return ddf[None]
+
+
+# ---------------------------------------------------------------- peers
+def scipy_warp(image, ddf):
+    """map_coordinates(order=1, mode='nearest') with the coordinate array built from the DDF."""
+    shape = ddf.shape[1:4]
+    coords = np.indices(shape, dtype=np.float32) + np.moveaxis(ddf[0], -1, 0)
+    return ndimage.map_coordinates(image[0], coords, order=1, mode="nearest")
+
+
+def torch_grid(ddf_t, shape):
+    """DDF in voxels -> grid_sample grid in [-1, 1], (x, y, z) = (k, j, i) order."""
+    axes = [torch.arange(s, dtype=torch.float32) for s in shape]
+    ref = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+    loc = ref[None] + ddf_t
+    scale = torch.tensor([2.0 / (s - 1) for s in shape], dtype=torch.float32)
+    return (loc * scale - 1.0).flip(-1)
+
+
+def torch_warp(image, ddf):
+    """grid_sample(align_corners=True, padding_mode='border'), layout changes and grid build included."""
+    with torch.no_grad():
+        image_t = torch.from_numpy(image)
+        if image_t.ndim == 4:
+            image_t = image_t[..., None]
+        vol = image_t.permute(0, 4, 1, 2, 3)
+        grid = torch_grid(torch.from_numpy(ddf), ddf.shape[1:4])
+        out = F.grid_sample(vol, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        return out.permute(0, 2, 3, 4, 1).contiguous().numpy()
+
+
+def torch_int_dvf(dvf, steps):
+    with torch.no_grad():
+        ddf = torch.from_numpy(dvf) / 2**steps
+        shape = dvf.shape[1:4]
+        for _ in range(steps):
+            grid = torch_grid(ddf, shape)
+            warped = F.grid_sample(ddf.permute(0, 4, 1, 2, 3), grid, mode="bilinear", padding_mode="border",
+                                   align_corners=True)
+            ddf = ddf + warped.permute(0, 2, 3, 4, 1)
+        return ddf.numpy()
+
+
+def torch_resize(image, size):
+    with torch.no_grad():
+        vol = torch.from_numpy(image).permute(0, 4, 1, 2, 3)
+        out = F.interpolate(vol, size=size, mode="trilinear", align_corners=False)
+        return out.permute(0, 2, 3, 4, 1).contiguous().numpy()
+
+
+def sitk_warp(image, ddf):
+    """SimpleITK DisplacementFieldTransform + Resample (linear); ITK is xyz, so axes are reversed."""
+    moving = sitk.GetImageFromArray(image[0])
+    field = sitk.GetImageFromArray(ddf[0][..., ::-1].astype(np.float64), isVector=True)
+    transform = sitk.DisplacementFieldTransform(field)
+    out = sitk.Resample(moving, moving, transform, sitk.sitkLinear, 0.0)
+    return sitk.GetArrayViewFromImage(out)
+
+
+# ---------------------------------------------------------------- workloads
+def workloads(size):
+    s = SIZES[size]
+    rng = np.random.default_rng(0)
+    w1_img = rng.standard_normal((1,) + s["w1"]).astype(np.float32)
+    w1_ddf = smooth_ddf(s["w1"], 5.0)
+    w2_img = rng.standard_normal((1,) + s["w2"] + (4,)).astype(np.float32)
+    w2_ddf = smooth_ddf(s["w2"], 5.0, seed=1)
+    w3_dvf = smooth_ddf(s["w3"], 8.0, seed=2)
+    w4_img = rng.standard_normal((1,) + s["w4_in"] + (1,)).astype(np.float32)
+    w4_size = tuple(2 * n for n in s["w4_in"])
+    grid = arrayreg.get_reference_grid(s["w1"])
+    theta = arrayreg.random_transform_generator(1, 0.1, seed=0)
+    int_dvf = arrayreg.IntDVF(s["w3"], num_steps=7)
+
+    table = {
+        f"W1 warp_image_ddf {(1,) + s['w1']}": dict(
+            touched=w1_img.nbytes * 2 + w1_ddf.nbytes,
+            out_bytes=w1_img.nbytes,
+            impls={
+                "arrayreg": lambda: arrayreg.warp_image_ddf(w1_img, w1_ddf),
+                "scipy map_coordinates (+coords)": lambda: scipy_warp(w1_img, w1_ddf),
+                "torch grid_sample (+grid, layout)": torch and (lambda: torch_warp(w1_img, w1_ddf)),
+                "SimpleITK Resample": sitk and (lambda: sitk_warp(w1_img, w1_ddf)),
+            },
+        ),
+        f"W2 warp_image_ddf {(1,) + s['w2'] + (4,)}": dict(
+            touched=w2_img.nbytes * 2 + w2_ddf.nbytes,
+            out_bytes=w2_img.nbytes,
+            impls={
+                "arrayreg": lambda: arrayreg.warp_image_ddf(w2_img, w2_ddf),
+                "torch grid_sample (+grid, layout)": torch and (lambda: torch_warp(w2_img, w2_ddf)),
+            },
+        ),
+        f"W3 IntDVF {(1,) + s['w3'] + (3,)} 7 steps": dict(
+            touched=w3_dvf.nbytes * (2 * 7 + 2),
+            out_bytes=w3_dvf.nbytes * 2,
+            impls={
+                "arrayreg": lambda: int_dvf(w3_dvf),
+                "torch grid_sample loop": torch and (lambda: torch_int_dvf(w3_dvf, 7)),
+            },
+        ),
+        f"W4 resize3d {(1,) + s['w4_in'] + (1,)} -> {w4_size}": dict(
+            touched=w4_img.nbytes * 9,
+            out_bytes=w4_img.nbytes * 8,
+            impls={
+                "arrayreg": lambda: arrayreg.resize3d(w4_img, w4_size),
+                "torch interpolate (+layout)": torch and (lambda: torch_resize(w4_img, w4_size)),
+                "scipy zoom (grid_mode)": lambda: ndimage.zoom(w4_img[0, ..., 0], 2, order=1, grid_mode=True,
+                                                               mode="nearest"),
+            },
+        ),
+        f"W5 warp_grid {s['w1']} batch 1": dict(
+            touched=grid.nbytes * 2,
+            out_bytes=grid.nbytes,
+            impls={
+                "arrayreg": lambda: arrayreg.warp_grid(grid, theta),
+                "numpy (homogeneous grid @ theta)": lambda: np.concatenate(
+                    [grid, np.ones(grid.shape[:3] + (1,), np.float32)], -1) @ theta[0],
+            },
+        ),
+    }
+    return table
+
+
+# ---------------------------------------------------------------- GPU rows
+def cupy_with_device():
+    try:
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+        return cupy
+    except Exception:  # noqa: BLE001 - no CuPy, driver or device
+        return None
+
+
+def gpu_median_ms(cp, fn, repeat):
+    """Median device time of ``fn`` between CUDA events on the current stream (after a warm-up call)."""
+    fn()
+    cp.cuda.get_current_stream().synchronize()
+    times = []
+    for _ in range(repeat):
+        start, stop = cp.cuda.Event(), cp.cuda.Event()
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, stop))
+    return float(np.median(times))
+
+
+def gpu_workloads(cp, size):
+    """W1 and W3 on CuPy arrays against cupyx map_coordinates and torch CUDA (layout and grid included)."""
+    from cupyx.scipy import ndimage as cundimage
+
+    s = SIZES[size]
+    rng = np.random.default_rng(0)
+    image = cp.asarray(rng.standard_normal((1,) + s["w1"]).astype(np.float32))
+    ddf = cp.asarray(smooth_ddf(s["w1"], 5.0))
+    dvf = cp.asarray(smooth_ddf(s["w3"], 8.0, seed=2))
+    int_dvf = arrayreg.IntDVF(s["w3"], num_steps=7)
+
+    def cupyx_warp():
+        coords = cp.indices(s["w1"], dtype=cp.float32) + cp.moveaxis(ddf[0], -1, 0)
+        return cundimage.map_coordinates(image[0], coords, order=1, mode="nearest")
+
+    torch_cuda = torch is not None and torch.cuda.is_available()
+
+    def torch_cuda_warp():
+        with torch.no_grad():
+            vol = torch.as_tensor(image, device="cuda")[:, None]
+            d = torch.as_tensor(ddf, device="cuda")
+            axes = [torch.arange(n, dtype=torch.float32, device="cuda") for n in s["w1"]]
+            ref = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+            scale = torch.tensor([2.0 / (n - 1) for n in s["w1"]], device="cuda")
+            grid = ((ref[None] + d) * scale - 1.0).flip(-1)
+            return F.grid_sample(vol, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+    def torch_cuda_int_dvf():
+        with torch.no_grad():
+            flow = torch.as_tensor(dvf, device="cuda") / 2**7
+            axes = [torch.arange(n, dtype=torch.float32, device="cuda") for n in s["w3"]]
+            ref = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)[None]
+            scale = torch.tensor([2.0 / (n - 1) for n in s["w3"]], device="cuda")
+            for _ in range(7):
+                grid = ((ref + flow) * scale - 1.0).flip(-1)
+                warped = F.grid_sample(flow.permute(0, 4, 1, 2, 3), grid, mode="bilinear", padding_mode="border",
+                                       align_corners=True)
+                flow = flow + warped.permute(0, 2, 3, 4, 1)
+            return flow
+
+    return {
+        f"GPU W1 warp_image_ddf {(1,) + s['w1']}": dict(
+            touched=image.nbytes * 2 + ddf.nbytes,
+            impls={
+                "arrayreg (CuPy)": lambda: arrayreg.warp_image_ddf(image, ddf),
+                "cupyx map_coordinates (+coords)": cupyx_warp,
+                "torch CUDA grid_sample (+grid)": torch_cuda and torch_cuda_warp,
+            },
+        ),
+        f"GPU W3 IntDVF {(1,) + s['w3'] + (3,)} 7 steps": dict(
+            touched=dvf.nbytes * (2 * 7 + 2),
+            impls={
+                "arrayreg (CuPy)": lambda: int_dvf(dvf),
+                "torch CUDA grid_sample loop": torch_cuda and torch_cuda_int_dvf,
+            },
+        ),
+    }
+
+
+def print_gpu_tables(cp, size, repeat, results):
+    source = cp.ones(64 * 2**20, cp.float32)
+    target = cp.empty_like(source)
+    copy_ms = gpu_median_ms(cp, lambda: target.__setitem__(Ellipsis, source), 9)
+    bandwidth = 2 * source.nbytes / (copy_ms * 1e-3) / 1e9
+    name = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)["name"].decode()
+    print(f"GPU: {name}, device copy bandwidth {bandwidth:.0f} GB/s\n")
+    start = time.perf_counter()
+    first = cp.zeros((1, 8, 8, 8), cp.float32)
+    arrayreg.warp_image_ddf(first, cp.zeros((1, 8, 8, 8, 3), cp.float32))
+    cp.cuda.get_current_stream().synchronize()
+    print(f"first CUDA warp in this process (kernel compile for one signature): {time.perf_counter() - start:.2f} s\n")
+    for title, work in gpu_workloads(cp, size).items():
+        floor_ms = work["touched"] / (bandwidth * 1e9) * 1e3
+        rows = [(impl, gpu_median_ms(cp, fn, repeat)) for impl, fn in work["impls"].items() if fn]
+        print(f"### {title}  (bandwidth floor {floor_ms:.3f} ms)\n")
+        print("| implementation | median ms | ratio (peer / arrayreg) | times the floor |")
+        print("|---|---|---|---|")
+        for impl, ms in rows:
+            print(f"| {impl} | {ms:.3f} | {ms / rows[0][1]:.2f} | {ms / floor_ms:.1f} |")
+        print()
+        results["workloads"][title] = {"floor_ms": floor_ms, "rows": rows}
+
+
+def latency(size):
+    """First call in a fresh process: with the Numba cache warm, and cold (empty cache dir)."""
+    code = (
+        "import time, numpy as np; t0 = time.perf_counter(); import arrayreg; "
+        "img = np.zeros((1, 8, 8, 8), np.float32); ddf = np.zeros((1, 8, 8, 8, 3), np.float32); "
+        "arrayreg.warp_image_ddf(img, ddf); print(time.perf_counter() - t0)"
+    )
+    env = dict(os.environ)
+    warm = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                                check=True).stdout)
+    with tempfile.TemporaryDirectory() as cache:
+        env["NUMBA_CACHE_DIR"] = cache
+        cold = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                                    check=True).stdout)
+    return warm, cold
+
+
+def add_arguments(parser):
+    parser.add_argument("--size", choices=sorted(SIZES), default="full", help="workload sizes (default: full)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+
+
+def run(args):
+    bandwidth = copy_bandwidth_gbs()
+    repeat = SIZES[args.size]["repeat"]
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"numba threads {numba.get_num_threads()}; torch {torch.__version__ if torch else 'absent'}; "
+          f"SimpleITK {sitk.Version_VersionString() if sitk else 'absent'}; copy bandwidth {bandwidth:.1f} GB/s\n")
+    results = {"bandwidth_gbs": bandwidth, "workloads": {}}
+    for name, work in workloads(args.size).items():
+        floor_ms = work["touched"] / (bandwidth * 1e9) * 1e3
+        rows = []
+        reference = None
+        for impl, fn in work["impls"].items():
+            if not fn:
+                continue
+            ms = median_ms(fn, repeat)
+            extra = extra_memory_mb(fn, work["out_bytes"]) if not impl.startswith(("torch", "SimpleITK")) else None
+            result = np.asarray(fn(), dtype=np.float64)
+            reference = result if reference is None else reference
+            diff = float(np.abs(result.reshape(reference.shape) - reference).max())
+            rows.append((impl, ms, extra, diff))
+        base = rows[0][1]
+        print(f"### {name}  (bandwidth floor {floor_ms:.2f} ms)\n")
+        print("| implementation | median ms | ratio (peer / arrayreg) | extra memory MB | max abs diff to arrayreg |")
+        print("|---|---|---|---|---|")
+        for impl, ms, extra, diff in rows:
+            extra_text = "-" if extra is None else f"{extra:.1f}"
+            print(f"| {impl} | {ms:.2f} | {ms / base:.2f} | {extra_text} | {diff:.1e} |")
+        print()
+        results["workloads"][name] = {"floor_ms": floor_ms, "rows": rows}
+    cp = cupy_with_device()
+    if cp is not None:
+        print_gpu_tables(cp, args.size, repeat, results)
+    else:
+        print("GPU rows: skipped (no CuPy or no CUDA device)\n")
+    warm, cold = latency(args.size)
+    print(f"first call in a fresh process (import + warp): {warm:.2f} s with a warm Numba cache, "
+          f"{cold:.2f} s cold (empty cache)")
+    results["latency_s"] = {"warm_cache": warm, "cold": cold}
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""NIfTI in and out (nibabel), with atomic writes: a failed command never leaves a half-written file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+class NiftiError(ValueError):
+    """A file that is missing, not NIfTI, or of the wrong shape (one readable line)."""
+
+
+def _nibabel():
+    try:
+        import nibabel
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise NiftiError("reading NIfTI needs nibabel: pip install 'arrayreg[io]'") from error
+    return nibabel
+
+
+def load_nifti(path):
+    """Return ``(data, image)`` for a NIfTI file: the array as stored (native endian) and the nibabel image."""
+    nib = _nibabel()
+    path = Path(path)
+    if not path.is_file():
+        raise NiftiError(f"{path}: no such file")
+    try:
+        image = nib.load(str(path))
+        data = np.asanyarray(image.dataobj)
+    except Exception as error:  # noqa: BLE001 - nibabel raises many kinds; the user needs one line
+        raise NiftiError(f"{path}: not a readable NIfTI file ({error.__class__.__name__}: {error})") from error
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise NiftiError(f"{path}: not a NIfTI file (nibabel read it as {type(image).__name__})")
+    return np.asarray(data, dtype=data.dtype.newbyteorder("=")), image
+
+
+def load_ddf(path) -> tuple:
+    """A DDF file as ``(ddf, image)`` with ``ddf`` of shape ``(f1, f2, f3, 3)``, float32 or float64.
+
+    Accepts DeepReg's ``(f1, f2, f3, 3)`` layout and the ``(f1, f2, f3, 1, 3)``
+    layout of NIfTI vector images written by other tools.
+    """
+    data, image = load_nifti(path)
+    if data.ndim == 5 and data.shape[3] == 1:
+        data = data[:, :, :, 0, :]
+    if not (data.ndim == 4 and data.shape[-1] == 3):
+        raise NiftiError(f"{path}: a DDF must have shape (f1, f2, f3, 3) or (f1, f2, f3, 1, 3), got {data.shape}")
+    if data.dtype.kind != "f":
+        data = data.astype(np.float32)
+    return data, image
+
+
+def save_nifti(path, data: np.ndarray, like=None) -> None:
+    """Write ``data`` to ``path`` with the affine and header of the nibabel image ``like`` (if given).
+
+    The file is written to a temporary name in the same folder and renamed
+    into place, so readers never see a partial file.
+    """
+    nib = _nibabel()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if like is not None:
+        header = like.header.copy()
+        header.set_data_dtype(data.dtype)
+        image = type(like)(data, like.affine, header)
+    else:
+        image = nib.Nifti1Image(data, np.eye(4))
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(handle)
+    try:
+        nib.save(image, temporary)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,121 @@
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import arrayreg
+from arrayreg import cli
+
+AFFINE = np.array([[1.5, 0, 0, -20], [0, 0, 2.0, 5], [0, -1.0, 0, 3], [0, 0, 0, 1]])
+
+
+@pytest.fixture
+def files(tmp_path, rng):
+    image = rng.standard_normal((6, 7, 8)).astype(np.float32)
+    labels = rng.integers(0, 4, (6, 7, 8)).astype(np.int16)
+    ddf = rng.uniform(-2, 2, (5, 6, 7, 3)).astype(np.float32)
+    ddf_image = nib.Nifti1Image(ddf, AFFINE)
+    ddf_image.header["descrip"] = b"predicted ddf"
+    paths = {name: tmp_path / f"{name}.nii.gz" for name in ("image", "labels", "ddf", "ddf5", "zero")}
+    nib.save(nib.Nifti1Image(image, np.eye(4)), paths["image"])
+    nib.save(nib.Nifti1Image(labels, np.eye(4)), paths["labels"])
+    nib.save(ddf_image, paths["ddf"])
+    nib.save(nib.Nifti1Image(ddf[:, :, :, None, :], AFFINE), paths["ddf5"])
+    nib.save(nib.Nifti1Image(np.zeros((6, 7, 8, 3), np.float32), AFFINE), paths["zero"])
+    return dict(paths=paths, image=image, labels=labels, ddf=ddf, tmp=tmp_path)
+
+
+def run(*args):
+    return cli.main([str(a) for a in args])
+
+
+def test_warp_equals_the_library_call_and_keeps_the_ddf_affine_and_header(files):
+    out = files["tmp"] / "warped.nii.gz"
+    assert run("warp", "-i", files["paths"]["image"], "-d", files["paths"]["ddf"], "-o", out) == 0
+    written = nib.load(out)
+    want = arrayreg.warp_image_ddf(files["image"][None], files["ddf"][None])[0]
+    np.testing.assert_array_equal(written.get_fdata(dtype=np.float32), want)
+    np.testing.assert_allclose(written.affine, AFFINE)
+    assert written.header["descrip"] == b"predicted ddf"
+
+
+def test_warp_reads_the_five_dimensional_ddf_layout(files):
+    out = files["tmp"] / "w5.nii.gz"
+    assert run("warp", "-i", files["paths"]["image"], "-d", files["paths"]["ddf5"], "-o", out) == 0
+    want = arrayreg.warp_image_ddf(files["image"][None], files["ddf"][None])[0]
+    np.testing.assert_array_equal(nib.load(out).get_fdata(dtype=np.float32), want)
+
+
+def test_label_map_keeps_its_dtype_with_nearest(files):
+    out = files["tmp"] / "labels_warped.nii.gz"
+    assert run("warp", "--image", files["paths"]["labels"], "--ddf", files["paths"]["ddf"], "--out", out,
+               "--interpolation", "nearest", "--boundary", "constant", "--fill-value", "3") == 0
+    written = nib.load(out)
+    assert np.asanyarray(written.dataobj).dtype == np.int16
+    want = arrayreg.warp_image_ddf(files["labels"][None], files["ddf"][None], interpolation="nearest",
+                                   boundary="constant", fill_value=3)[0]
+    np.testing.assert_array_equal(np.asanyarray(written.dataobj), want)
+
+
+def test_identity_ddf_returns_the_image_and_several_images_go_to_a_folder(files):
+    folder = files["tmp"] / "many"
+    assert run("warp", "-i", files["paths"]["image"], "-i", files["paths"]["labels"], "-d", files["paths"]["zero"],
+               "-o", folder, "--interpolation", "nearest") == 0
+    np.testing.assert_array_equal(nib.load(folder / "warped_image.nii.gz").get_fdata(dtype=np.float32), files["image"])
+    np.testing.assert_array_equal(np.asanyarray(nib.load(folder / "warped_labels.nii.gz").dataobj), files["labels"])
+
+
+def test_integrate_and_resize(files):
+    ddf_out = files["tmp"] / "int.nii.gz"
+    assert run("integrate", "-i", files["paths"]["ddf"], "-o", ddf_out, "--num-steps", "4") == 0
+    np.testing.assert_array_equal(nib.load(ddf_out).get_fdata(dtype=np.float32),
+                                  arrayreg.integrate_dvf(files["ddf"][None], 4)[0])
+    small = files["tmp"] / "small.nii.gz"
+    assert run("resize", "-i", files["paths"]["labels"], "-o", small, "--size", "3", "4", "5", "--method", "nearest") == 0
+    np.testing.assert_array_equal(np.asanyarray(nib.load(small).dataobj),
+                                  arrayreg.resize3d(files["labels"], (3, 4, 5), "nearest"))
+
+
+def test_augment_uses_one_deformation_for_image_and_labels(files):
+    out = files["tmp"] / "aug"
+    assert run("augment", "-i", files["paths"]["image"], "-l", files["paths"]["labels"], "-o", out, "--seed", "5") == 0
+    ddf = nib.load(out / "ddf.nii.gz").get_fdata(dtype=np.float32)
+    np.testing.assert_allclose(nib.load(out / "image.nii.gz").get_fdata(dtype=np.float32),
+                               arrayreg.warp_image_ddf(files["image"][None], ddf[None])[0], rtol=1e-6, atol=1e-6)
+    labels = np.asanyarray(nib.load(out / "label.nii.gz").dataobj)
+    assert labels.dtype == np.int16
+    np.testing.assert_array_equal(labels, arrayreg.warp_image_ddf(files["labels"][None], ddf[None], interpolation="nearest")[0])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["warp", "-i", "{tmp}/missing.nii.gz", "-d", "{ddf}"], "no such file"),
+        (["warp", "-i", "{tmp}/notes.nii.gz", "-d", "{ddf}"], "not a readable NIfTI file"),
+        (["warp", "-i", "{image}", "-d", "{image}"], "a DDF must have shape"),
+        (["warp", "-i", "{ddf}", "-d", "{ddf}", "-o", "{tmp}/x.nii.gz", "--interpolation", "nearest"], None),
+        (["warp", "-i", "{image}", "-d", "{ddf}", "-o", "{tmp}/out.txt"], "--out must end with .nii or .nii.gz"),
+        (["augment", "-i", "{image}", "-l", "{ddf}", "-o", "{tmp}/bad"], "does not match"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_one_line(files, capsys, args, message):
+    (files["tmp"] / "notes.nii.gz").write_text("hello")
+    values = dict(tmp=files["tmp"], ddf=files["paths"]["ddf"], image=files["paths"]["image"])
+    code = run(*[a.format(**values) for a in args])
+    err = capsys.readouterr().err
+    if message is None:  # a 4-D image is (m1, m2, m3, ch): this one is valid
+        assert code == 0
+        return
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not list((files["tmp"]).glob("*.txt")) and not (files["tmp"] / "bad").exists()
+
+
+def test_python_m_arrayreg_help_and_error_without_traceback(tmp_path):
+    help_text = subprocess.run([sys.executable, "-m", "arrayreg", "warp", "--help"], capture_output=True, text=True)
+    assert help_text.returncode == 0 and "examples:" in help_text.stdout and "--fill-value" in help_text.stdout
+    failed = subprocess.run([sys.executable, "-m", "arrayreg", "warp", "-i", str(tmp_path / "no.nii"), "-d",
+                             str(tmp_path / "no.nii")], capture_output=True, text=True)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr and "no such file" in failed.stderr
