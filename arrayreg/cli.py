@@ -7,6 +7,7 @@ traceback; outputs are written atomically (temporary file, then rename).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -60,10 +61,13 @@ def _to_host(array):
 
 
 def _output_path(out: str, default_name: str) -> Path:
+    """DeepReg's rule: an --out that is not a .nii/.nii.gz file means ``dirname(out)/default_name``."""
     if not out:
         return Path(default_name)
     if not (out.endswith(".nii") or out.endswith(".nii.gz")):
-        raise CommandError(f"--out must end with .nii or .nii.gz; got {out!r}")
+        target = Path(os.path.dirname(out)) / default_name
+        print(f"arrayreg: --out should end with .nii or .nii.gz; writing {target}", file=sys.stderr)
+        return target
     return Path(out)
 
 
@@ -195,7 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="arrayreg",
         description="DeepReg's geometric core on NIfTI files: warp, integrate, resize, augment, demo, bench.",
-        epilog="Run 'arrayreg COMMAND --help' for the examples of each command.",
+        epilog="""examples:
+  arrayreg demo --size 64
+  arrayreg warp -i moving.nii.gz -d ddf.nii.gz -o warped.nii.gz
+  arrayreg warp -i labels.nii.gz -d ddf.nii.gz -o warped_labels.nii.gz --interpolation nearest
+  arrayreg bench --size tiny
+Run 'arrayreg COMMAND --help' for the examples of each command.""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -247,13 +257,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else error.__class__.__name__
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         args.handler(args)
     except (CommandError, io.NiftiError, ValueError, TypeError, OSError) as error:
-        message = str(error).splitlines()[0] if str(error) else error.__class__.__name__
-        print(f"arrayreg {args.command}: error: {message}", file=sys.stderr)
+        print(f"arrayreg {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except Exception as error:  # noqa: BLE001 - an unexpected failure is still one line, with its kind
+        print(f"arrayreg {args.command}: unexpected {error.__class__.__name__}: {_one_line(error)}", file=sys.stderr)
+        return 1
     return 0

@@ -96,7 +96,6 @@ def test_augment_uses_one_deformation_for_image_and_labels(files):
         (["warp", "-i", "{tmp}/notes.nii.gz", "-d", "{ddf}"], "not a readable NIfTI file"),
         (["warp", "-i", "{image}", "-d", "{image}"], "a DDF must have shape"),
         (["warp", "-i", "{ddf}", "-d", "{ddf}", "-o", "{tmp}/x.nii.gz", "--interpolation", "nearest"], None),
-        (["warp", "-i", "{image}", "-d", "{ddf}", "-o", "{tmp}/out.txt"], "--out must end with .nii or .nii.gz"),
         (["augment", "-i", "{image}", "-l", "{ddf}", "-o", "{tmp}/bad"], "does not match"),
     ],
 )
@@ -119,3 +118,18 @@ def test_python_m_arrayreg_help_and_error_without_traceback(tmp_path):
     failed = subprocess.run([sys.executable, "-m", "arrayreg", "warp", "-i", str(tmp_path / "no.nii"), "-d",
                              str(tmp_path / "no.nii")], capture_output=True, text=True)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr and "no such file" in failed.stderr
+
+
+def test_out_that_is_not_nifti_follows_deepreg(files, capsys, monkeypatch):
+    # deepreg_warp writes dirname(out)/warped.nii.gz when --out is not a .nii/.nii.gz file
+    assert run("warp", "-i", files["paths"]["image"], "-d", files["paths"]["ddf"], "-o", files["tmp"] / "sub" / "x.txt") == 0
+    assert (files["tmp"] / "sub" / "warped.nii.gz").is_file()
+    assert "should end with .nii" in capsys.readouterr().err
+    monkeypatch.chdir(files["tmp"])
+    assert run("warp", "-i", files["paths"]["image"], "-d", files["paths"]["ddf"]) == 0
+    assert (files["tmp"] / "warped.nii.gz").is_file()
+
+
+def test_top_level_help_has_examples():
+    out = subprocess.run([sys.executable, "-m", "arrayreg", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "examples:" in out.stdout and "demo" in out.stdout
