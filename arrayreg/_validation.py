@@ -40,6 +40,13 @@ def compute_dtype(*arrays: np.ndarray) -> np.dtype:
     return np.dtype(np.float32)
 
 
+def check_int(value, name: str, minimum: int) -> int:
+    """An int (not a bool) of at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
 def check_choice(value, name: str, choices) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")

@@ -6,6 +6,8 @@ import numbers
 
 import numpy as np
 
+from ._validation import check_int
+
 # Corners C, G, D, A of the cube [-1, 1]^3 with the homogeneous 1 appended.
 _CUBE_CORNERS = np.array(
     [[-1, -1, -1, 1], [-1, -1, 1, 1], [-1, 1, -1, 1], [1, -1, -1, 1]], dtype=np.float64
@@ -41,12 +43,11 @@ def random_transform_generator(batch_size: int, scale: float, seed=None) -> np.n
         the numbers of DeepReg's ``random_transform_generator``.  Unlike
         DeepReg, NumPy's global random state is never touched.
     """
-    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    batch_size = check_int(batch_size, "batch_size", 1)
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real) or not 0 <= scale <= 1:
         raise ValueError(f"scale must be a number in [0, 1]; got {scale!r}")
     source = _random_source(seed)
-    noise = source.uniform(1 - scale, 1, (int(batch_size), 4, 3))
+    noise = source.uniform(1 - scale, 1, (batch_size, 4, 3))
     new = _CUBE_CORNERS[None, :, :3] * noise
     theta = np.array([np.linalg.lstsq(_CUBE_CORNERS, new[b], rcond=None)[0] for b in range(batch_size)])
     return theta.astype(np.float32)

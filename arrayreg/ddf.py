@@ -105,17 +105,16 @@ def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
     backend = backend_of(dvf=dvf)
     xp = backend.xp
     dvf = _check_ddf(dvf, "dvf", xp)
-    if isinstance(num_steps, (bool, np.bool_)) or not isinstance(num_steps, numbers.Integral) or num_steps < 0:
-        raise ValueError(f"num_steps must be an int >= 0; got {num_steps!r}")
+    num_steps = v.check_int(num_steps, "num_steps", 0)
     dtype = v.compute_dtype(dvf)
-    current = xp.ldexp(kernel_array(dvf, dtype, xp), -int(num_steps))  # exactly dvf / 2**num_steps
+    current = xp.ldexp(kernel_array(dvf, dtype, xp), -num_steps)  # exactly dvf / 2**num_steps
     if current.size == 0 or num_steps == 0:
         return current
     v.check_spatial_nonempty(dvf.shape[1:4], "dvf")
     spare = xp.empty_like(current)
     coords = _coordinate_table(dvf.shape[1:4], dtype, xp)
     top = xp.asarray(np.array(dvf.shape[1:4], dtype=dtype) - dtype.type(1))
-    for _ in range(int(num_steps)):
+    for _ in range(num_steps):
         backend.kernels.squaring_step(current, coords, top, dtype.type(1), spare)
         current, spare = spare, current
     return current
@@ -148,10 +147,9 @@ def random_ddf(shape, max_displacement: float, smoothness: float, seed=None, bat
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
                 or (value < low if low is not None else value <= 0):
             raise ValueError(f"{name} must be a finite number {'>= 0' if low is not None else '> 0'}; got {value!r}")
-    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    batch_size = v.check_int(batch_size, "batch_size", 1)
     coarse = tuple(max(2, int(np.ceil(n / smoothness)) + 1) for n in shape)
-    control = _random_source(seed).uniform(-1.0, 1.0, (int(batch_size),) + coarse + (3,)).astype(np.float32)
+    control = _random_source(seed).uniform(-1.0, 1.0, (batch_size,) + coarse + (3,)).astype(np.float32)
     if xp is not None:
         control = xp.asarray(control)
     field = resize3d(control, shape)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import numbers
 
 import numpy as np
 
@@ -24,9 +23,8 @@ def get_n_bits_combinations(num_bits: int) -> list:
     ValueError
         if ``num_bits`` is not an int >= 1.
     """
-    if isinstance(num_bits, (bool, np.bool_)) or not isinstance(num_bits, numbers.Integral) or num_bits < 1:
-        raise ValueError(f"num_bits must be an int >= 1; got {num_bits!r}")
-    return [list(bits) for bits in itertools.product([0, 1], repeat=int(num_bits))]
+    num_bits = v.check_int(num_bits, "num_bits", 1)
+    return [list(bits) for bits in itertools.product([0, 1], repeat=num_bits)]
 
 
 def get_reference_grid(grid_size) -> np.ndarray:

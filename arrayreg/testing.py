@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
 from contextlib import contextmanager
 
 from ._backend import SIMULATED_GPU
+from ._validation import check_int
 
 
 @contextmanager
@@ -23,16 +23,14 @@ def simulated_gpu(threads_per_block: int = 32, max_blocks: int = 4):
     RuntimeError
         if the process was not started with ``NUMBA_ENABLE_CUDASIM=1``.
     ValueError
-        if ``threads_per_block`` or ``max_blocks`` is not a positive int.
+        if ``threads_per_block`` or ``max_blocks`` is not an int >= 1.
     """
     from numba import config
 
     if not config.ENABLE_CUDASIM:
         raise RuntimeError("simulated_gpu() needs a process started with NUMBA_ENABLE_CUDASIM=1")
-    for name, value in (("threads_per_block", threads_per_block), ("max_blocks", max_blocks)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive int; got {value!r}")
-    token = SIMULATED_GPU.set((int(threads_per_block), int(max_blocks)))
+    launch = (check_int(threads_per_block, "threads_per_block", 1), check_int(max_blocks, "max_blocks", 1))
+    token = SIMULATED_GPU.set(launch)
     try:
         yield
     finally:

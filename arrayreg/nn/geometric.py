@@ -6,8 +6,6 @@ v0.1.1 (``deepreg.model.layer``).
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from .. import _validation as v
@@ -60,9 +58,7 @@ class IntDVF:
 
     def __init__(self, fixed_image_size, num_steps: int = 7, name: str = "int_dvf"):
         self.fixed_image_size = v.check_size3(fixed_image_size, "fixed_image_size")
-        if isinstance(num_steps, (bool, np.bool_)) or not isinstance(num_steps, numbers.Integral) or num_steps < 0:
-            raise ValueError(f"num_steps must be an int >= 0; got {num_steps!r}")
-        self.num_steps = int(num_steps)
+        self.num_steps = v.check_int(num_steps, "num_steps", 0)
         self.name = name
 
     def __call__(self, inputs, **kwargs):
@@ -86,9 +82,7 @@ class AdditiveUpSampling:
 
     def __init__(self, output_shape, stride: int = 2, name: str = "additive_upsampling"):
         self.output_shape = v.check_size3(output_shape, "output_shape")
-        if isinstance(stride, (bool, np.bool_)) or not isinstance(stride, numbers.Integral) or stride < 1:
-            raise ValueError(f"stride must be an int >= 1; got {stride!r}")
-        self.stride = int(stride)
+        self.stride = v.check_int(stride, "stride", 1)
         self.name = name
 
     def __call__(self, inputs, **kwargs):
