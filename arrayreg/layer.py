@@ -1,5 +1,41 @@
-"""DeepReg's ``deepreg.model.layer`` names, re-exported from :mod:`arrayreg.nn`."""
+"""DeepReg's ``deepreg.model.layer`` names, re-exported from :mod:`arrayreg.nn`: port by changing the import."""
 
-from .nn import Activation, AdditiveUpSampling, Conv3d, Deconv3d, Dense, IntDVF, MaxPool3d, Norm, Warping
+from .nn import (
+    Activation,
+    AdditiveUpSampling,
+    Conv3d,
+    Conv3dBlock,
+    Conv3dWithResize,
+    Deconv3d,
+    Deconv3dBlock,
+    Dense,
+    DownSampleResnetBlock,
+    IntDVF,
+    LocalNetResidual3dBlock,
+    LocalNetUpSampleResnetBlock,
+    MaxPool3d,
+    Norm,
+    Residual3dBlock,
+    UpSampleResnetBlock,
+    Warping,
+)
 
-__all__ = ["Activation", "AdditiveUpSampling", "Conv3d", "Deconv3d", "Dense", "IntDVF", "MaxPool3d", "Norm", "Warping"]
+__all__ = [
+    "Activation",
+    "AdditiveUpSampling",
+    "Conv3d",
+    "Conv3dBlock",
+    "Conv3dWithResize",
+    "Deconv3d",
+    "Deconv3dBlock",
+    "Dense",
+    "DownSampleResnetBlock",
+    "IntDVF",
+    "LocalNetResidual3dBlock",
+    "LocalNetUpSampleResnetBlock",
+    "MaxPool3d",
+    "Norm",
+    "Residual3dBlock",
+    "UpSampleResnetBlock",
+    "Warping",
+]

@@ -50,3 +50,23 @@ def test_layer_module_and_errors():
         Conv3d(0)
     with pytest.raises(ValueError, match="identifier must be one of"):
         Activation("nope")
+
+
+def test_blocks_weights_order_build_and_seed(rng):
+    from arrayreg.nn import DownSampleResnetBlock, UpSampleResnetBlock
+
+    up = UpSampleResnetBlock(3, seed=5)
+    up.build([(1, 4, 5, 6, 6), (1, 8, 10, 12, 3)])
+    shapes = [w.shape for w in up.get_weights()]
+    # conv3d_block, residual_block (conv3d_block, conv3d, norm), then the deconv3d_block built in build()
+    assert shapes[0] == (3, 3, 3, 3, 3) and shapes[-5] == (3, 3, 3, 3, 6) and len(shapes) == 20
+    again = UpSampleResnetBlock(3, seed=5)
+    again.build([(1, 4, 5, 6, 6), (1, 8, 10, 12, 3)])
+    for a, b in zip(up.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = [rng.standard_normal((1, 4, 5, 6, 6)).astype(np.float32), rng.standard_normal((1, 8, 10, 12, 3)).astype(np.float32)]
+    assert up(x).shape == (1, 8, 10, 12, 3)
+    pooled, skip = DownSampleResnetBlock(4)(rng.standard_normal((1, 8, 8, 8, 2)).astype(np.float32))
+    assert pooled.shape == (1, 4, 4, 4, 4) and skip.shape == (1, 8, 8, 8, 4)
+    with pytest.raises(ValueError, match="expects 20 weights; got 1"):
+        up.set_weights([np.zeros(1)])

@@ -75,7 +75,10 @@ class Layer:
 
     def __call__(self, inputs, training=None, **kwargs):
         if not self.built:
-            self.build(tuple(np.shape(inputs)))
+            if isinstance(inputs, (list, tuple)):
+                self.build([tuple(np.shape(x)) for x in inputs])
+            else:
+                self.build(tuple(np.shape(inputs)))
             self.built = True
         return self.call(inputs, training=training)
 
