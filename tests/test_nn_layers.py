@@ -70,3 +70,17 @@ def test_blocks_weights_order_build_and_seed(rng):
     assert pooled.shape == (1, 4, 4, 4, 4) and skip.shape == (1, 8, 8, 8, 4)
     with pytest.raises(ValueError, match="expects 20 weights; got 1"):
         up.set_weights([np.zeros(1)])
+
+
+def test_weights_round_trip_through_npz(tmp_path, rng):
+    from arrayreg.nn import Residual3dBlock
+
+    x = rng.standard_normal((1, 6, 6, 6, 4)).astype(np.float32)
+    block = Residual3dBlock(4, seed=1)
+    want = block(x)
+    block.save_weights(tmp_path / "w.npz")
+    other = Residual3dBlock(4, seed=2)
+    other.build(x.shape)
+    assert not np.allclose(other(x), want)
+    other.load_weights(tmp_path / "w.npz")
+    np.testing.assert_array_equal(other(x), want)

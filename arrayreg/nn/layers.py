@@ -66,6 +66,18 @@ class Layer:
                 raise ValueError(f"weight {name!r} must have shape {current.shape}; got {new.shape}")
             self._weights[name] = new.astype(current.dtype)
 
+    def save_weights(self, path) -> None:
+        """Write ``get_weights()`` to an ``.npz`` file (keys ``w000``, ``w001``, ... in Keras order)."""
+        if not self.built:
+            raise ValueError(f"{type(self).__name__} has no weights yet: call build(input_shape) or the layer first")
+        np.savez(path, **{f"w{i:03d}": w for i, w in enumerate(self.get_weights())})
+
+    def load_weights(self, path) -> None:
+        """Read weights written by :meth:`save_weights` (or any ``w000``... ``.npz``) into a built layer."""
+        with np.load(path, allow_pickle=False) as data:
+            keys = sorted(k for k in data.files if k.startswith("w") and k[1:].isdigit())
+            self.set_weights([data[k] for k in keys])
+
     def _add_weight(self, name: str, shape: tuple, initializer: str) -> None:
         self._weights[name] = initialize(initializer, tuple(int(n) for n in shape), self._rng)
 
