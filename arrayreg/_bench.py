@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 import arrayreg
+from arrayreg.nn.functional import conv3d
 
 try:  # optional peers (the ``bench`` extra)
     import torch
@@ -39,8 +40,9 @@ except ImportError:  # pragma: no cover
     sitk = None
 
 SIZES = {
-    "full": dict(w1=(160, 192, 224), w2=(128, 128, 128), w3=(128, 128, 128), w4_in=(80, 96, 112), repeat=7),
-    "tiny": dict(w1=(20, 24, 28), w2=(16, 16, 16), w3=(16, 16, 16), w4_in=(10, 12, 14), repeat=3),
+    "full": dict(w1=(160, 192, 224), w2=(128, 128, 128), w3=(128, 128, 128), w4_in=(80, 96, 112), w6=(64, 64, 64),
+                 repeat=7),
+    "tiny": dict(w1=(20, 24, 28), w2=(16, 16, 16), w3=(16, 16, 16), w4_in=(10, 12, 14), w6=(8, 8, 8), repeat=3),
 }
 
 
@@ -136,6 +138,32 @@ def torch_resize(image, size):
         return out.permute(0, 2, 3, 4, 1).contiguous().numpy()
 
 
+def torch_conv3d(x, kernel):
+    """conv3d on channels-last data: the layout changes are part of the time."""
+    with torch.no_grad():
+        weight = torch.from_numpy(kernel).permute(4, 3, 0, 1, 2)
+        out = F.conv3d(torch.from_numpy(x).permute(0, 4, 1, 2, 3), weight, padding=kernel.shape[0] // 2)
+        return out.permute(0, 2, 3, 4, 1).contiguous().numpy()
+
+
+def localnet_forward(shape):
+    """A small LocalNet-style encoder-decoder made of arrayreg.nn blocks (2 levels)."""
+    from .nn import Conv3dWithResize, DownSampleResnetBlock, LocalNetUpSampleResnetBlock
+
+    down1, down2 = DownSampleResnetBlock(8, seed=0), DownSampleResnetBlock(16, seed=1)
+    bottom = DownSampleResnetBlock(32, seed=2)
+    up2, up1 = LocalNetUpSampleResnetBlock(16, seed=3), LocalNetUpSampleResnetBlock(8, seed=4)
+    head = Conv3dWithResize(shape, 3, seed=5)
+
+    def forward(x):
+        h1, skip1 = down1(x)
+        h2, skip2 = down2(h1)
+        _, h3 = bottom(h2)
+        return head(up1([up2([h3, skip2]), skip1]))
+
+    return forward
+
+
 def sitk_warp(image, ddf):
     """SimpleITK DisplacementFieldTransform + Resample (linear); ITK is xyz, so axes are reversed."""
     moving = sitk.GetImageFromArray(image[0])
@@ -156,6 +184,10 @@ def workloads(size):
     w3_dvf = smooth_ddf(s["w3"], 8.0, seed=2)
     w4_img = rng.standard_normal((1,) + s["w4_in"] + (1,)).astype(np.float32)
     w4_size = tuple(2 * n for n in s["w4_in"])
+    w6_x = rng.standard_normal((1,) + s["w6"] + (16,)).astype(np.float32)
+    w6_kernel = (0.1 * rng.standard_normal((3, 3, 3, 16, 32))).astype(np.float32)
+    w7_x = rng.standard_normal((1,) + s["w6"] + (2,)).astype(np.float32)
+    localnet = localnet_forward(s["w6"])
     grid = arrayreg.get_reference_grid(s["w1"])
     theta = arrayreg.random_transform_generator(1, 0.1, seed=0)
     int_dvf = arrayreg.IntDVF(s["w3"], num_steps=7)
@@ -205,6 +237,19 @@ def workloads(size):
                 "numpy (homogeneous grid @ theta)": lambda: np.concatenate(
                     [grid, np.ones(grid.shape[:3] + (1,), np.float32)], -1) @ theta[0],
             },
+        ),
+        f"W6 conv3d {(1,) + s['w6'] + (16,)} -> 32 filters, 3x3x3 same": dict(
+            touched=w6_x.nbytes * 3,
+            out_bytes=w6_x.nbytes * 2,
+            impls={
+                "arrayreg nn.functional.conv3d": lambda: conv3d(w6_x, w6_kernel),
+                "torch conv3d (+layout)": torch and (lambda: torch_conv3d(w6_x, w6_kernel)),
+            },
+        ),
+        f"W7 LocalNet-style encoder-decoder {(1,) + s['w6'] + (2,)}": dict(
+            touched=w7_x.nbytes,
+            out_bytes=w7_x.nbytes * 3 // 2,
+            impls={"arrayreg nn blocks": lambda: localnet(w7_x)},
         ),
     }
     return table
@@ -354,6 +399,14 @@ def run(args):
           f"numba threads {numba.get_num_threads()}; torch {torch.__version__ if torch else 'absent'}; "
           f"SimpleITK {sitk.Version_VersionString() if sitk else 'absent'}; copy bandwidth {bandwidth:.1f} GB/s\n")
     results = {"bandwidth_gbs": bandwidth, "workloads": {}}
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, {i.get('num_threads')} threads)"
+                for i in threadpool_info() if i.get("user_api") == "blas"]
+        print(f"BLAS: {'; '.join(blas) or 'unknown'}\n")
+    except ImportError:
+        print("BLAS: threadpoolctl not installed\n")
     for name, work in workloads(args.size).items():
         floor_ms = work["touched"] / (bandwidth * 1e9) * 1e3
         rows = []
