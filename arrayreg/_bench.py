@@ -99,36 +99,40 @@ def scipy_warp(image, ddf):
 
 
 def torch_grid(ddf_t, shape):
-    """DDF in voxels -> grid_sample grid in [-1, 1], (x, y, z) = (k, j, i) order."""
-    axes = [torch.arange(s, dtype=torch.float32) for s in shape]
+    """DDF in voxels -> grid_sample grid in [-1, 1], (x, y, z) = (k, j, i) order, on the DDF's device."""
+    axes = [torch.arange(s, dtype=torch.float32, device=ddf_t.device) for s in shape]
     ref = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
     loc = ref[None] + ddf_t
-    scale = torch.tensor([2.0 / (s - 1) for s in shape], dtype=torch.float32)
+    scale = torch.tensor([2.0 / (s - 1) for s in shape], dtype=torch.float32, device=ddf_t.device)
     return (loc * scale - 1.0).flip(-1)
 
 
-def torch_warp(image, ddf):
-    """grid_sample(align_corners=True, padding_mode='border'), layout changes and grid build included."""
+def torch_warp(image, ddf, device="cpu"):
+    """grid_sample(align_corners=True, padding_mode='border'), layout changes and grid build included.
+
+    ``image`` and ``ddf`` are NumPy (or, with ``device="cuda"``, CuPy) arrays; returns a channels-last tensor.
+    """
     with torch.no_grad():
-        image_t = torch.from_numpy(image)
+        image_t = torch.as_tensor(image, device=device)
         if image_t.ndim == 4:
             image_t = image_t[..., None]
         vol = image_t.permute(0, 4, 1, 2, 3)
-        grid = torch_grid(torch.from_numpy(ddf), ddf.shape[1:4])
+        grid = torch_grid(torch.as_tensor(ddf, device=device), ddf.shape[1:4])
         out = F.grid_sample(vol, grid, mode="bilinear", padding_mode="border", align_corners=True)
-        return out.permute(0, 2, 3, 4, 1).contiguous().numpy()
+        return out.permute(0, 2, 3, 4, 1).contiguous()
 
 
-def torch_int_dvf(dvf, steps):
+def torch_int_dvf(dvf, steps, device="cpu"):
+    """Scaling and squaring with grid_sample; returns the DDF as a tensor on ``device``."""
     with torch.no_grad():
-        ddf = torch.from_numpy(dvf) / 2**steps
+        ddf = torch.as_tensor(dvf, device=device) / 2**steps
         shape = dvf.shape[1:4]
         for _ in range(steps):
             grid = torch_grid(ddf, shape)
             warped = F.grid_sample(ddf.permute(0, 4, 1, 2, 3), grid, mode="bilinear", padding_mode="border",
                                    align_corners=True)
             ddf = ddf + warped.permute(0, 2, 3, 4, 1)
-        return ddf.numpy()
+        return ddf
 
 
 def torch_resize(image, size):
@@ -199,7 +203,7 @@ def workloads(size):
             impls={
                 "arrayreg": lambda: arrayreg.warp_image_ddf(w1_img, w1_ddf),
                 "scipy map_coordinates (+coords)": lambda: scipy_warp(w1_img, w1_ddf),
-                "torch grid_sample (+grid, layout)": torch and (lambda: torch_warp(w1_img, w1_ddf)),
+                "torch grid_sample (+grid, layout)": torch and (lambda: torch_warp(w1_img, w1_ddf).numpy()),
                 "SimpleITK Resample": sitk and (lambda: sitk_warp(w1_img, w1_ddf)),
             },
         ),
@@ -208,7 +212,7 @@ def workloads(size):
             out_bytes=w2_img.nbytes,
             impls={
                 "arrayreg": lambda: arrayreg.warp_image_ddf(w2_img, w2_ddf),
-                "torch grid_sample (+grid, layout)": torch and (lambda: torch_warp(w2_img, w2_ddf)),
+                "torch grid_sample (+grid, layout)": torch and (lambda: torch_warp(w2_img, w2_ddf).numpy()),
             },
         ),
         f"W3 IntDVF {(1,) + s['w3'] + (3,)} 7 steps": dict(
@@ -216,7 +220,7 @@ def workloads(size):
             out_bytes=w3_dvf.nbytes * 2,
             impls={
                 "arrayreg": lambda: int_dvf(w3_dvf),
-                "torch grid_sample loop": torch and (lambda: torch_int_dvf(w3_dvf, 7)),
+                "torch grid_sample loop": torch and (lambda: torch_int_dvf(w3_dvf, 7).numpy()),
             },
         ),
         f"W4 resize3d {(1,) + s['w4_in'] + (1,)} -> {w4_size}": dict(
@@ -298,43 +302,20 @@ def gpu_workloads(cp, size):
 
     torch_cuda = torch is not None and torch.cuda.is_available()
 
-    def torch_cuda_warp():
-        with torch.no_grad():
-            vol = torch.as_tensor(image, device="cuda")[:, None]
-            d = torch.as_tensor(ddf, device="cuda")
-            axes = [torch.arange(n, dtype=torch.float32, device="cuda") for n in s["w1"]]
-            ref = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
-            scale = torch.tensor([2.0 / (n - 1) for n in s["w1"]], device="cuda")
-            grid = ((ref[None] + d) * scale - 1.0).flip(-1)
-            return F.grid_sample(vol, grid, mode="bilinear", padding_mode="border", align_corners=True)
-
-    def torch_cuda_int_dvf():
-        with torch.no_grad():
-            flow = torch.as_tensor(dvf, device="cuda") / 2**7
-            axes = [torch.arange(n, dtype=torch.float32, device="cuda") for n in s["w3"]]
-            ref = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)[None]
-            scale = torch.tensor([2.0 / (n - 1) for n in s["w3"]], device="cuda")
-            for _ in range(7):
-                grid = ((ref + flow) * scale - 1.0).flip(-1)
-                warped = F.grid_sample(flow.permute(0, 4, 1, 2, 3), grid, mode="bilinear", padding_mode="border",
-                                       align_corners=True)
-                flow = flow + warped.permute(0, 2, 3, 4, 1)
-            return flow
-
     return {
         f"GPU W1 warp_image_ddf {(1,) + s['w1']}": dict(
             touched=image.nbytes * 2 + ddf.nbytes,
             impls={
                 "arrayreg (CuPy)": lambda: arrayreg.warp_image_ddf(image, ddf),
                 "cupyx map_coordinates (+coords)": cupyx_warp,
-                "torch CUDA grid_sample (+grid)": torch_cuda and torch_cuda_warp,
+                "torch CUDA grid_sample (+grid, layout)": torch_cuda and (lambda: torch_warp(image, ddf, "cuda")),
             },
         ),
         f"GPU W3 IntDVF {(1,) + s['w3'] + (3,)} 7 steps": dict(
             touched=dvf.nbytes * (2 * 7 + 2),
             impls={
                 "arrayreg (CuPy)": lambda: int_dvf(dvf),
-                "torch CUDA grid_sample loop": torch_cuda and torch_cuda_int_dvf,
+                "torch CUDA grid_sample loop": torch_cuda and (lambda: torch_int_dvf(dvf, 7, "cuda")),
             },
         ),
     }
