@@ -19,18 +19,27 @@ from .. import _validation as v
 PADDINGS = ("same", "valid")
 
 
-def _triple(value, name: str) -> tuple:
-    values = (value,) * 3 if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else tuple(value)
-    if len(values) != 3 or any(isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1 for x in values):
-        raise ValueError(f"{name} must be a positive int or 3 positive ints; got {value!r}")
+def _triple(value, name: str, minimum: int = 1) -> tuple:
+    """An int, or 3 ints, each at least ``minimum`` (bools refused), as a 3-tuple."""
+    def valid(x):
+        return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) and x >= minimum
+
+    values = (value,) * 3 if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(values) != 3 or not all(valid(x) for x in values):
+        raise ValueError(f"{name} must be an int >= {minimum} or 3 of them; got {value!r}")
     return tuple(int(x) for x in values)
+
+
+def _floating(x):
+    """float32/float64 arrays as they are; anything else (ints, float16) as float32."""
+    return x if x.dtype.kind == "f" and x.dtype.itemsize >= 4 else x.astype(np.float32)
 
 
 def _volume(x, name: str = "x") -> np.ndarray:
     x = v.as_array(x, name)
     if x.ndim != 5:
         raise ValueError(f"{name} must have shape (batch, d1, d2, d3, channels); got {x.shape}")
-    return x if x.dtype.kind == "f" and x.dtype.itemsize >= 4 else x.astype(np.float32)
+    return _floating(x)
 
 
 def conv_padding(size: int, kernel: int, stride: int, padding: str) -> tuple:
@@ -103,7 +112,7 @@ def conv3d_transpose(x, kernel, bias=None, strides=1, padding: str = "same", out
     if output_padding is None:
         lengths = [n * s + (max(kk - s, 0) if padding == "valid" else 0) for n, kk, s in zip(x.shape[1:4], k, strides)]
     else:
-        extra = _triple_nonnegative(output_padding)
+        extra = _triple(output_padding, "output_padding", minimum=0)
         lengths = [(n - 1) * s + kk - 2 * (kk // 2 if padding == "same" else 0) + e
                    for n, kk, s, e in zip(x.shape[1:4], k, strides, extra)]
     dtype = np.result_type(x.dtype, kernel.dtype, np.float32)
@@ -128,13 +137,6 @@ def conv3d_transpose(x, kernel, bias=None, strides=1, padding: str = "same", out
     return out
 
 
-def _triple_nonnegative(value) -> tuple:
-    values = (value,) * 3 if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(values) != 3 or any(not isinstance(x, (int, np.integer)) or x < 0 for x in values):
-        raise ValueError(f"output_padding must be an int >= 0 or 3 of them; got {value!r}")
-    return tuple(int(x) for x in values)
-
-
 def max_pool3d(x, pool_size=2, strides=None, padding: str = "valid"):
     """Max pooling (Keras ``MaxPool3D``); ``strides`` defaults to ``pool_size``; "same" pads with -inf."""
     x = _volume(x)
@@ -152,7 +154,7 @@ def batch_norm(x, gamma, beta, moving_mean, moving_variance, epsilon: float = 1e
     ``training=False`` uses the moving statistics; ``training=True`` the batch
     statistics (mean and biased variance over every axis but the last).
     """
-    x = _volume(x) if np.ndim(x) == 5 else v.as_array(x, "x")
+    x = _floating(v.as_array(x, "x"))
     if training:
         axes = tuple(range(x.ndim - 1))
         mean, variance = x.mean(axis=axes), x.var(axis=axes)
@@ -164,8 +166,7 @@ def batch_norm(x, gamma, beta, moving_mean, moving_variance, epsilon: float = 1e
 
 def layer_norm(x, gamma, beta, epsilon: float = 1e-3):
     """``(x - mean) / sqrt(var + epsilon) * gamma + beta`` over the last axis (per voxel)."""
-    x = v.as_array(x, "x")
-    x = x if x.dtype.kind == "f" and x.dtype.itemsize >= 4 else x.astype(np.float32)
+    x = _floating(v.as_array(x, "x"))
     mean = x.mean(axis=-1, keepdims=True)
     variance = x.var(axis=-1, keepdims=True)
     return (x - mean) / np.sqrt(variance + x.dtype.type(epsilon)) * np.asarray(gamma, x.dtype) + np.asarray(beta, x.dtype)
@@ -222,6 +223,5 @@ def activation(x, identifier: str = "relu"):
     if identifier is None:
         identifier = "linear"
     v.check_choice(identifier, "identifier", tuple(ACTIVATIONS))
-    x = v.as_array(x, "x")
-    x = x if x.dtype.kind == "f" and x.dtype.itemsize >= 4 else x.astype(np.float32)
+    x = _floating(v.as_array(x, "x"))
     return ACTIVATIONS[identifier](x).astype(x.dtype, copy=False)
