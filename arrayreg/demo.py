@@ -93,7 +93,7 @@ def figure(path, image, warped, labels, warped_labels, ddf):
 
 def run(out, size=0, seed=0, device="cpu"):
     from . import warp_image_ddf
-    from .cli import _array_module, random_deformation
+    from .cli import _array_module, _to_host, random_deformation
 
     out = Path(out)
     timings = {}
@@ -109,7 +109,7 @@ def run(out, size=0, seed=0, device="cpu"):
         image, labels, affine = timed("resize", lambda: shrink(image, labels, affine, size))
     print(f"input: {source}, shape {image.shape}")
     backends = [("cpu", np)]
-    xp = _array_module(device if device != "cpu" else "cpu")
+    xp = _array_module(device)
     if xp is not np:
         backends.append(("gpu", xp))
     for name, module in backends:
@@ -119,7 +119,7 @@ def run(out, size=0, seed=0, device="cpu"):
                               lambda m=module: warp_image_ddf(m.asarray(labels[None]), ddf, interpolation="nearest"))
         if module is not np:
             module.cuda.get_current_stream().synchronize()
-    ddf, warped, warped_labels = (np.asarray(a.get() if hasattr(a, "get") else a)[0] for a in (ddf, warped, warped_labels))
+    ddf, warped, warped_labels = (_to_host(a)[0] for a in (ddf, warped, warped_labels))
     import nibabel
 
     like = nibabel.Nifti1Image(image, affine)
