@@ -120,6 +120,11 @@ def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
     return current
 
 
+def _finite(value) -> bool:
+    """A finite real number (bools excluded)."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real) and bool(np.isfinite(value))
+
+
 def random_ddf(shape, max_displacement: float, smoothness: float, seed=None, batch_size: int = 1, xp=None):
     """A smooth random DDF of shape ``(batch_size, *shape, 3)`` with every component in ``[-max, max]``.
 
@@ -143,10 +148,10 @@ def random_ddf(shape, max_displacement: float, smoothness: float, seed=None, bat
     from .resize import resize3d
 
     shape = v.check_size3(shape, "shape")
-    for name, value, low in (("max_displacement", max_displacement, 0.0), ("smoothness", smoothness, None)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
-                or (value < low if low is not None else value <= 0):
-            raise ValueError(f"{name} must be a finite number {'>= 0' if low is not None else '> 0'}; got {value!r}")
+    if not (_finite(max_displacement) and max_displacement >= 0):
+        raise ValueError(f"max_displacement must be a finite number >= 0; got {max_displacement!r}")
+    if not (_finite(smoothness) and smoothness > 0):
+        raise ValueError(f"smoothness must be a finite number > 0; got {smoothness!r}")
     batch_size = v.check_int(batch_size, "batch_size", 1)
     coarse = tuple(max(2, int(np.ceil(n / smoothness)) + 1) for n in shape)
     control = _random_source(seed).uniform(-1.0, 1.0, (batch_size,) + coarse + (3,)).astype(np.float32)
