@@ -365,6 +365,7 @@ def latency(size):
 def add_arguments(parser):
     parser.add_argument("--size", choices=sorted(SIZES), default="full", help="workload sizes (default: full)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--only", nargs="+", metavar="W", help="run only these workloads (e.g. W1 W6)")
 
 
 def main(argv=None):
@@ -389,6 +390,8 @@ def run(args):
     except ImportError:
         print("BLAS: threadpoolctl not installed\n")
     for name, work in workloads(args.size).items():
+        if args.only and name.split()[0] not in args.only:
+            continue
         floor_ms = work["touched"] / (bandwidth * 1e9) * 1e3
         rows = []
         reference = None

@@ -160,3 +160,24 @@ def test_property_cpu_equals_cuda_simulator(shape, channels, interpolation, boun
     with simulated_gpu(threads_per_block=8, max_blocks=2):
         gpu = arrayreg.warp_image_ddf(image, ddf, **kwargs)
     np.testing.assert_array_equal(gpu, cpu)
+
+
+LAYERS = sorted(case for case in parity.CASES if case not in GEOMETRIC)
+
+
+@pytest.mark.parametrize("case", LAYERS)
+def test_layer_case_takes_the_device_path(case, monkeypatch):
+    """Every forward-layer case on the device branch of nn (GEMM by ``@`` accumulation, not BLAS ``gemm``)."""
+    import scipy.linalg
+
+    def no_host_blas(*args, **kwargs):
+        raise AssertionError("the device path asked for the host BLAS")
+
+    monkeypatch.setattr(scipy.linalg, "get_blas_funcs", no_host_blas)
+    info = parity.CASES[case]
+    with simulated_gpu():
+        result = parity.run_layer(case, info)
+    want = parity.expected(case, info)
+    atol = 1e-4 if case.startswith(parity.DEEP_BLOCKS) else 1e-5
+    for got, ref in zip(result if isinstance(result, tuple) else (result,), want if isinstance(want, tuple) else (want,)):
+        np.testing.assert_allclose(got, ref, rtol=0, atol=atol)

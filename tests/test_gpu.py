@@ -75,3 +75,39 @@ def test_integer_labels_with_nearest(rng):
     gpu = arrayreg.warp_image_ddf(cp.asarray(labels), cp.asarray(ddf), interpolation="nearest")
     assert gpu.dtype == np.int32
     np.testing.assert_array_equal(cp.asnumpy(gpu), cpu)
+
+
+LAYER_CASES = sorted(c for c, info in parity.CASES.items() if not info["function"].startswith("layer_util."))
+
+
+@pytest.mark.parametrize("case", LAYER_CASES)
+def test_every_layer_case_on_cupy_arrays(case, monkeypatch):
+    """The weights stay NumPy (as loaded); the layer copies them to the GPU for CuPy inputs."""
+    monkeypatch.setattr(parity, "field", lambda c, name: _to_device(parity.DATA[f"{c}.{name}"]))
+    info = parity.CASES[case]
+    result = parity.run_layer(case, info)
+    want = parity.expected(case, info)
+    atol = 1e-4 if case.startswith(parity.DEEP_BLOCKS) else 1e-5
+    results = result if isinstance(result, tuple) else (result,)
+    wants = want if isinstance(want, tuple) else (want,)
+    for got, ref in zip(results, wants):
+        assert isinstance(got, cp.ndarray)
+        np.testing.assert_allclose(cp.asnumpy(got), cp.asnumpy(ref), rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+def test_conv_primitives_cupy_equal_numpy(rng, strides):
+    from arrayreg.nn import functional as F
+
+    x = rng.standard_normal((2, 9, 10, 11, 4)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 3, 4, 6)).astype(np.float32)
+    bias = rng.standard_normal(6).astype(np.float32)
+    for fn, k in ((F.conv3d, kernel), (F.conv3d_transpose, kernel.transpose(0, 1, 2, 4, 3).copy())):
+        cpu = fn(x, k, bias, strides)
+        gpu = fn(cp.asarray(x), cp.asarray(k), cp.asarray(bias), strides)
+        assert isinstance(gpu, cp.ndarray)
+        np.testing.assert_allclose(cp.asnumpy(gpu), cpu, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(cp.asnumpy(F.max_pool3d(cp.asarray(x))), F.max_pool3d(x))
+    for name in F.ACTIVATIONS:
+        np.testing.assert_allclose(cp.asnumpy(F.activation(cp.asarray(x), name)), F.activation(x, name),
+                                   rtol=1e-5, atol=1e-6)

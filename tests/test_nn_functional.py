@@ -28,11 +28,13 @@ def correlate_reference(x, kernel, strides, padding):
 @pytest.mark.parametrize("kernel_size", [(3, 3, 3), (1, 1, 1), (2, 3, 4)])
 @pytest.mark.parametrize("strides", [(1, 1, 1), (2, 2, 2), (1, 3, 2)])
 @pytest.mark.parametrize("padding", ["same", "valid"])
-def test_conv3d_matches_scipy_correlate(rng, kernel_size, strides, padding):
+@pytest.mark.parametrize("block_rows", [1, 200, 10**6])  # one plane per block, a few planes, the whole volume
+def test_conv3d_matches_scipy_correlate(rng, monkeypatch, kernel_size, strides, padding, block_rows):
+    monkeypatch.setattr(F, "BLOCK_ROWS", block_rows)
     x = rng.standard_normal((2, 7, 8, 9, 3)).astype(np.float32)
     kernel = rng.standard_normal(kernel_size + (3, 4)).astype(np.float32)
     bias = rng.standard_normal(4).astype(np.float32)
-    got = F.conv3d(x, kernel, bias, strides, padding, block_bytes=4096)  # tiny blocks: many slabs
+    got = F.conv3d(x, kernel, bias, strides, padding)
     want = correlate_reference(x, kernel, strides, padding) + bias
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

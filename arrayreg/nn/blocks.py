@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._backend import backend_of
 from ..resize import resize3d
 from .geometric import AdditiveUpSampling
 from .layers import Activation, Conv3d, Deconv3d, Layer, MaxPool3d, Norm
@@ -147,7 +148,7 @@ class UpSampleResnetBlock(Block):
     def call(self, inputs, training=None):
         down_sampled, skip = inputs[0], inputs[1]
         up = self._deconv3d_block(down_sampled, training=training)
-        up = np.concatenate([up, skip], axis=4) if self._concat else up + skip
+        up = backend_of(up=up).xp.concatenate([up, skip], axis=4) if self._concat else up + skip
         return self._residual_block(self._conv3d_block(up, training=training), training=training)
 
 

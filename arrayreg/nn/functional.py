@@ -12,11 +12,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import _validation as v
+from .._backend import backend_of
 
 PADDINGS = ("same", "valid")
+# Rows of the output block that one pass of tap GEMMs accumulates: about 1 MB of float32 per 32 filters,
+# small enough to stay in L2 while the 27 taps stream over it.
+BLOCK_ROWS = 8192
 
 
 def _triple(value, name: str, minimum: int = 1) -> tuple:
@@ -35,11 +38,15 @@ def _floating(x):
     return x if x.dtype.kind == "f" and x.dtype.itemsize >= 4 else x.astype(np.float32)
 
 
-def _volume(x, name: str = "x") -> np.ndarray:
-    x = v.as_array(x, name)
+def _volume(x, name: str, xp):
+    x = v.as_array(x, name, xp)
     if x.ndim != 5:
         raise ValueError(f"{name} must have shape (batch, d1, d2, d3, channels); got {x.shape}")
     return _floating(x)
+
+
+def _optional(value, name: str, xp, dtype):
+    return None if value is None else v.as_array(value, name, xp).astype(dtype, copy=False)
 
 
 def conv_padding(size: int, kernel: int, stride: int, padding: str) -> tuple:
@@ -52,44 +59,115 @@ def conv_padding(size: int, kernel: int, stride: int, padding: str) -> tuple:
     return out, 0, 0
 
 
-def _padded(x, kernel, strides, padding, value=0.0):
+def _padded(x, kernel, strides, padding, xp, value=0.0):
+    """``x`` padded by TensorFlow's rule, and the output lengths."""
     pads = [conv_padding(n, k, s, padding) for n, k, s in zip(x.shape[1:4], kernel, strides)]
     if any(before or after for _, before, after in pads):
-        x = np.pad(x, [(0, 0)] + [(b, a) for _, b, a in pads] + [(0, 0)], constant_values=value)
+        x = xp.pad(x, [(0, 0)] + [(b, a) for _, b, a in pads] + [(0, 0)], constant_values=value)
     return x, tuple(out for out, _, _ in pads)
 
 
-def conv3d(x, kernel, bias=None, strides=1, padding: str = "same", block_bytes: int = 32 * 2**20):
+def _taps(kernel_shape):
+    return [(a, b, c) for a in range(kernel_shape[0]) for b in range(kernel_shape[1]) for c in range(kernel_shape[2])]
+
+
+def _tap_view(x, tap, out_shape, strides):
+    """``x[:, o * s + tap]`` for every output index ``o``: the input each output reads through one kernel tap."""
+    return x[(slice(None),) + tuple(slice(t, t + (n - 1) * s + 1, s) for t, n, s in zip(tap, out_shape, strides))]
+
+
+def conv3d(x, kernel, bias=None, strides=1, padding: str = "same"):
     """3-D cross-correlation (Keras ``Conv3D``): ``out[b, o, f] = sum_{a, c} x_pad[b, o * s + a, c] * kernel[a, c, f] + bias[f]``.
 
-    Blocked im2col + BLAS GEMM: the patch matrix is built for a slab of
-    output planes at a time, at most ``block_bytes`` large, never for the
-    whole volume.
+    ``x`` is ``(batch, d1, d2, d3, in)``, ``kernel`` ``(kd, kh, kw, in, filters)``;
+    NumPy in gives NumPy out, CuPy in gives CuPy out (cuBLAS).  The sum runs as
+    one GEMM per kernel tap, ``out += x_pad[shifted by tap] @ kernel[tap]``,
+    never as a patch (im2col) matrix.  With stride 1 the padded input is kept
+    flat, so each tap's operand is a contiguous slice of it; the output is
+    accumulated in blocks of :data:`BLOCK_ROWS` rows, and the extra memory is
+    the padded input plus one block.  Computes in float64 when ``x`` or
+    ``kernel`` is float64, in float32 otherwise.
     """
-    x = _volume(x)
-    kernel = v.as_array(kernel, "kernel")
+    backend = backend_of(x=x, kernel=kernel, bias=bias)
+    xp = backend.xp
+    x = _volume(x, "x", xp)
+    kernel = v.as_array(kernel, "kernel", xp)
     if kernel.ndim != 5 or kernel.shape[3] != x.shape[4]:
         raise ValueError(f"kernel must have shape (kd, kh, kw, {x.shape[4]}, filters); got {kernel.shape}")
     strides = _triple(strides, "strides")
     v.check_choice(padding, "padding", PADDINGS)
     dtype = np.result_type(x.dtype, kernel.dtype, np.float32)
-    x, (o1, o2, o3) = _padded(x.astype(dtype, copy=False), kernel.shape[:3], strides, padding)
+    x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
+    bias = _optional(bias, "bias", xp, dtype)
+    if strides == (1, 1, 1):
+        out = _conv3d_flat(x, kernel, padding, xp, _accumulator(backend, dtype))
+    else:
+        out = _conv3d_strided(x, kernel, strides, padding, xp)
+    if bias is not None:
+        out += bias
+    return out
+
+
+def _accumulator(backend, dtype):
+    """``accumulate(c, a, b)``: ``c += a @ b`` in place; BLAS ``gemm`` with ``beta=1`` on the CPU."""
+    if backend.name != "cpu":
+        def accumulate(c, a, b):
+            c += a @ b
+        return accumulate
+    from scipy.linalg import get_blas_funcs
+
+    gemm = get_blas_funcs("gemm", dtype=dtype)
+
+    def accumulate(c, a, b):
+        # row-major c += a @ b is column-major c.T += b.T @ a.T: every operand stays a view
+        gemm(1.0, b.T, a.T, beta=1.0, c=c.T, overwrite_c=True)
+    return accumulate
+
+
+def _conv3d_flat(x, kernel, padding, xp, accumulate):
+    """Stride-1 convolution on the flattened padded volume.
+
+    With ``P2, P3`` the padded lengths, the output at flat position
+    ``p = i * P2 * P3 + j * P3 + k`` reads ``flat[p + a * P2 * P3 + b * P3 + c]``
+    through tap ``(a, b, c)``: a shift by a constant, so each tap's operand is a
+    contiguous row slice.  Whole padded planes are computed and the rows with
+    ``j >= o2`` or ``k >= o3`` dropped.
+    """
     k1, k2, k3, c_in, c_out = kernel.shape
-    weights = kernel.astype(dtype, copy=False).reshape(-1, c_out)
-    out = np.empty((x.shape[0], o1, o2, o3, c_out), dtype=dtype)
+    pads = [conv_padding(n, k, 1, padding) for n, k in zip(x.shape[1:4], kernel.shape[:3])]
+    (o1, o2, o3), (p1, p2, p3) = zip(*[(o, n + before + after) for (o, before, after), n in zip(pads, x.shape[1:4])])
+    out = xp.empty((x.shape[0], o1, o2, o3, c_out), dtype=x.dtype)
     if out.size == 0:
         return out
-    windows = sliding_window_view(x, (k1, k2, k3), axis=(1, 2, 3))[:, :: strides[0], :: strides[1], :: strides[2]]
-    # windows: (b, o1, o2, o3, c_in, k1, k2, k3); the patch rows follow the kernel's (k1, k2, k3, c_in) order
-    row_bytes = k1 * k2 * k3 * c_in * dtype.itemsize
-    planes = max(1, block_bytes // max(1, row_bytes * o2 * o3))
-    for b in range(x.shape[0]):
+    plane = p2 * p3
+    # the last output plane's rows plus the largest tap shift end this far past the volume
+    flat = xp.zeros((p1 * plane + (k2 - 1) * p3 + k3 - 1, c_in), dtype=x.dtype)
+    volume = flat[: p1 * plane].reshape(p1, p2, p3, c_in)
+    interior = tuple(slice(before, before + n) for (_, before, _), n in zip(pads, x.shape[1:4]))
+    shifts = [a * plane + b * p3 + c for a, b, c in _taps(kernel.shape)]
+    taps = kernel.reshape(-1, c_in, c_out)
+    planes = max(1, round(BLOCK_ROWS / plane))
+    block = xp.empty((planes * plane, c_out), dtype=x.dtype)
+    for n in range(x.shape[0]):
+        volume[interior] = x[n]
         for start in range(0, o1, planes):
-            stop = min(start + planes, o1)
-            patches = np.ascontiguousarray(windows[b, start:stop].transpose(0, 1, 2, 4, 5, 6, 3))
-            out[b, start:stop] = (patches.reshape(-1, weights.shape[0]) @ weights).reshape(stop - start, o2, o3, c_out)
-    if bias is not None:
-        out += v.as_array(bias, "bias").astype(dtype, copy=False)
+            count = min(planes, o1 - start)
+            rows = block[: count * plane]
+            rows[...] = 0
+            first = start * plane
+            for shift, tap in zip(shifts, taps):
+                accumulate(rows, flat[first + shift : first + shift + count * plane], tap)
+            out[n, start : start + count] = rows.reshape(count, p2, p3, c_out)[:, :o2, :o3]
+    return out
+
+
+def _conv3d_strided(x, kernel, strides, padding, xp):
+    """Strided convolution: one GEMM per tap on the strided view ``x_pad[:, o * s + tap]``."""
+    padded, out_shape = _padded(x, kernel.shape[:3], strides, padding, xp)
+    out = xp.zeros((x.shape[0], *out_shape, kernel.shape[4]), dtype=x.dtype)
+    if out.size:
+        for tap in _taps(kernel.shape):
+            out += _tap_view(padded, tap, out_shape, strides) @ kernel[tap]
     return out
 
 
@@ -100,10 +178,12 @@ def conv3d_transpose(x, kernel, bias=None, strides=1, padding: str = "same", out
     "same" and ``in * s + max(k - s, 0)`` for "valid"; with it,
     ``(in - 1) * s + k - 2 * pad + output_padding`` with ``pad = k // 2`` for
     "same", 0 for "valid".  The full scatter ``full[i * s + a] += x[i] @ kernel[a]``
-    is then cropped from TensorFlow's ``pad_before`` of the forward convolution.
+    (one GEMM per tap) is then cropped from TensorFlow's ``pad_before`` of the
+    forward convolution.  NumPy or CuPy, as :func:`conv3d`.
     """
-    x = _volume(x)
-    kernel = v.as_array(kernel, "kernel")
+    xp = backend_of(x=x, kernel=kernel, bias=bias).xp
+    x = _volume(x, "x", xp)
+    kernel = v.as_array(kernel, "kernel", xp)
     if kernel.ndim != 5 or kernel.shape[4] != x.shape[4]:
         raise ValueError(f"kernel must have shape (kd, kh, kw, filters, {x.shape[4]}); got {kernel.shape}")
     strides = _triple(strides, "strides")
@@ -116,36 +196,34 @@ def conv3d_transpose(x, kernel, bias=None, strides=1, padding: str = "same", out
         lengths = [(n - 1) * s + kk - 2 * (kk // 2 if padding == "same" else 0) + e
                    for n, kk, s, e in zip(x.shape[1:4], k, strides, extra)]
     dtype = np.result_type(x.dtype, kernel.dtype, np.float32)
+    x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
+    bias = _optional(bias, "bias", xp, dtype)
     befores = [conv_padding(length, kk, s, padding)[1] for length, kk, s in zip(lengths, k, strides)]
     full_shape = [max((n - 1) * s + kk, before + length) for n, s, kk, before, length in
                   zip(x.shape[1:4], strides, k, befores, lengths)]
-    full = np.zeros((x.shape[0], *full_shape, kernel.shape[3]), dtype=dtype)
-    n1, n2, n3 = x.shape[1:4]
-    s1, s2, s3 = strides
-    flat = x.astype(dtype, copy=False)
-    for a in range(k[0]):
-        for b in range(k[1]):
-            for c in range(k[2]):
-                contribution = flat @ kernel[a, b, c].astype(dtype, copy=False).T
-                full[:, a : a + (n1 - 1) * s1 + 1 : s1, b : b + (n2 - 1) * s2 + 1 : s2,
-                     c : c + (n3 - 1) * s3 + 1 : s3] += contribution
-    out = full[:, befores[0] : befores[0] + lengths[0], befores[1] : befores[1] + lengths[1],
-               befores[2] : befores[2] + lengths[2]]
-    out = np.ascontiguousarray(out)
+    full = xp.zeros((x.shape[0], *full_shape, kernel.shape[3]), dtype=dtype)
+    for tap in _taps(k):
+        _tap_view(full, tap, x.shape[1:4], strides)[...] += x @ kernel[tap].T
+    out = xp.ascontiguousarray(full[(slice(None),) + tuple(slice(b, b + n) for b, n in zip(befores, lengths))])
     if bias is not None:
-        out += v.as_array(bias, "bias").astype(dtype, copy=False)
+        out += bias
     return out
 
 
 def max_pool3d(x, pool_size=2, strides=None, padding: str = "valid"):
-    """Max pooling (Keras ``MaxPool3D``); ``strides`` defaults to ``pool_size``; "same" pads with -inf."""
-    x = _volume(x)
+    """Max pooling (Keras ``MaxPool3D``): the maximum over the taps' strided views; ``strides`` defaults to
+    ``pool_size``; "same" pads with -inf."""
+    xp = backend_of(x=x).xp
+    x = _volume(x, "x", xp)
     pool = _triple(pool_size, "pool_size")
     strides = pool if strides is None else _triple(strides, "strides")
     v.check_choice(padding, "padding", PADDINGS)
-    padded, _ = _padded(x, pool, strides, padding, value=-np.inf)
-    windows = sliding_window_view(padded, pool, axis=(1, 2, 3))[:, :: strides[0], :: strides[1], :: strides[2]]
-    return windows.max(axis=(-3, -2, -1))
+    padded, out_shape = _padded(x, pool, strides, padding, xp, value=-np.inf)
+    views = [_tap_view(padded, tap, out_shape, strides) for tap in _taps(pool)]
+    out = views[0].copy()
+    for view in views[1:]:
+        xp.maximum(out, view, out=out)
+    return out
 
 
 def batch_norm(x, gamma, beta, moving_mean, moving_variance, epsilon: float = 1e-3, training: bool = False):
@@ -154,74 +232,91 @@ def batch_norm(x, gamma, beta, moving_mean, moving_variance, epsilon: float = 1e
     ``training=False`` uses the moving statistics; ``training=True`` the batch
     statistics (mean and biased variance over every axis but the last).
     """
-    x = _floating(v.as_array(x, "x"))
+    xp = backend_of(x=x, gamma=gamma, beta=beta, moving_mean=moving_mean, moving_variance=moving_variance).xp
+    x = _floating(v.as_array(x, "x", xp))
     if training:
         axes = tuple(range(x.ndim - 1))
         mean, variance = x.mean(axis=axes), x.var(axis=axes)
     else:
-        mean, variance = np.asarray(moving_mean), np.asarray(moving_variance)
-    scale = np.asarray(gamma, x.dtype) / np.sqrt(variance.astype(x.dtype) + x.dtype.type(epsilon))
-    return x * scale + (np.asarray(beta, x.dtype) - mean.astype(x.dtype) * scale)
+        mean, variance = (v.as_array(moving_mean, "moving_mean", xp).astype(x.dtype),
+                          v.as_array(moving_variance, "moving_variance", xp).astype(x.dtype))
+    scale = v.as_array(gamma, "gamma", xp).astype(x.dtype) / xp.sqrt(variance.astype(x.dtype) + x.dtype.type(epsilon))
+    return x * scale + (v.as_array(beta, "beta", xp).astype(x.dtype) - mean.astype(x.dtype) * scale)
 
 
 def layer_norm(x, gamma, beta, epsilon: float = 1e-3):
     """``(x - mean) / sqrt(var + epsilon) * gamma + beta`` over the last axis (per voxel)."""
-    x = _floating(v.as_array(x, "x"))
+    xp = backend_of(x=x, gamma=gamma, beta=beta).xp
+    x = _floating(v.as_array(x, "x", xp))
     mean = x.mean(axis=-1, keepdims=True)
     variance = x.var(axis=-1, keepdims=True)
-    return (x - mean) / np.sqrt(variance + x.dtype.type(epsilon)) * np.asarray(gamma, x.dtype) + np.asarray(beta, x.dtype)
+    normalised = (x - mean) / xp.sqrt(variance + x.dtype.type(epsilon))
+    return normalised * v.as_array(gamma, "gamma", xp).astype(x.dtype) + v.as_array(beta, "beta", xp).astype(x.dtype)
 
 
 def dense(x, kernel, bias=None):
     """``x @ kernel + bias`` on the last axis; ``kernel`` is ``(in, units)``."""
-    x = v.as_array(x, "x")
-    kernel = v.as_array(kernel, "kernel")
+    xp = backend_of(x=x, kernel=kernel, bias=bias).xp
+    x = v.as_array(x, "x", xp)
+    kernel = v.as_array(kernel, "kernel", xp)
     if kernel.ndim != 2 or kernel.shape[0] != x.shape[-1]:
         raise ValueError(f"kernel must have shape ({x.shape[-1]}, units); got {kernel.shape}")
     out = x @ kernel
-    return out if bias is None else out + v.as_array(bias, "bias")
+    return out if bias is None else out + v.as_array(bias, "bias", xp)
 
 
 # ------------------------------------------------------------- activations
+# Each takes (x, xp): x a float array of the array module xp (NumPy or CuPy).
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 
-def _sigmoid(x):
-    return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+def _sigmoid(x, xp):
+    decay = xp.exp(-xp.abs(x))  # never overflows
+    return xp.where(x >= 0, 1 / (1 + decay), decay / (1 + decay))
 
 
-def _softmax(x):
-    shifted = np.exp(x - x.max(axis=-1, keepdims=True))
+def _softmax(x, xp):
+    shifted = xp.exp(x - x.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def _gelu(x):
-    from scipy.special import erf
+def _elu(x, xp):
+    return xp.where(x > 0, x, xp.expm1(xp.minimum(x, 0)))
 
-    return (0.5 * x * (1 + erf(x / np.sqrt(2)))).astype(x.dtype, copy=False)
+
+def _gelu(x, xp):
+    if xp is np:
+        from scipy.special import erf
+    else:
+        from cupyx.scipy.special import erf
+    return 0.5 * x * (1 + erf(x / math.sqrt(2)))
 
 
 ACTIVATIONS = {
-    "relu": lambda x: np.maximum(x, 0),
+    "relu": lambda x, xp: xp.maximum(x, 0),
     "sigmoid": _sigmoid,
-    "tanh": np.tanh,
+    "tanh": lambda x, xp: xp.tanh(x),
     "softmax": _softmax,
-    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
-    "selu": lambda x: _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0))),
-    "softplus": lambda x: np.logaddexp(0, x),
-    "softsign": lambda x: x / (1 + np.abs(x)),
-    "linear": lambda x: x,
-    "leaky_relu": lambda x: np.where(x > 0, x, 0.2 * x),
+    "elu": _elu,
+    "selu": lambda x, xp: _SELU_SCALE * xp.where(x > 0, x, _SELU_ALPHA * xp.expm1(xp.minimum(x, 0))),
+    "softplus": lambda x, xp: xp.logaddexp(0, x),
+    "softsign": lambda x, xp: x / (1 + xp.abs(x)),
+    "linear": lambda x, xp: x,
+    "leaky_relu": lambda x, xp: xp.where(x > 0, x, 0.2 * x),
     "gelu": _gelu,
-    "swish": lambda x: x * _sigmoid(x),
+    "swish": lambda x, xp: x * _sigmoid(x, xp),
 }
 
 
 def activation(x, identifier: str = "relu"):
-    """Keras activations by name (softmax over the last axis; leaky_relu slope 0.2; exact gelu)."""
+    """Keras activations by name (softmax over the last axis; leaky_relu slope 0.2; exact gelu).
+
+    NumPy or CuPy in, the same kind out; integer and float16 inputs compute in float32.
+    """
     if identifier is None:
         identifier = "linear"
     v.check_choice(identifier, "identifier", tuple(ACTIVATIONS))
-    x = _floating(v.as_array(x, "x"))
-    return ACTIVATIONS[identifier](x).astype(x.dtype, copy=False)
+    xp = backend_of(x=x).xp
+    x = _floating(v.as_array(x, "x", xp))
+    return ACTIVATIONS[identifier](x, xp).astype(x.dtype, copy=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _validation as v
+from .._backend import backend_of, is_device_array
 from . import functional as F
 
 INITIALIZERS = ("glorot_uniform", "he_normal", "zeros", "ones")
@@ -43,6 +44,7 @@ class Layer:
         self.name = name or type(self).__name__.lower()
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self._weights: dict[str, np.ndarray] = {}
+        self._device_copies: tuple | None = None  # (array module, weights on it) for CuPy inputs
         self.built = False
 
     # -- weights
@@ -61,10 +63,11 @@ class Layer:
             raise ValueError(f"{type(self).__name__} expects {len(self._weights)} weights "
                              f"({', '.join(self._weights)}); got {len(weights)}")
         for (name, current), new in zip(self._weights.items(), weights):
-            new = np.asarray(new)
+            new = new.get() if is_device_array(new) else np.asarray(new)
             if new.shape != current.shape:
                 raise ValueError(f"weight {name!r} must have shape {current.shape}; got {new.shape}")
             self._weights[name] = new.astype(current.dtype)
+        self._device_copies = None
 
     def save_weights(self, path) -> None:
         """Write ``get_weights()`` to an ``.npz`` file (keys ``w000``, ``w001``, ... in Keras order)."""
@@ -80,6 +83,17 @@ class Layer:
 
     def _add_weight(self, name: str, shape: tuple, initializer: str) -> None:
         self._weights[name] = initialize(initializer, tuple(int(n) for n in shape), self._rng)
+        self._device_copies = None
+
+    def _weights_for(self, inputs) -> dict:
+        """The weights as arrays of the inputs' module: NumPy as stored, CuPy copied to the GPU once
+        (and again after ``set_weights``)."""
+        xp = backend_of(inputs=inputs).xp
+        if xp is np:
+            return self._weights
+        if self._device_copies is None or self._device_copies[0] is not xp:
+            self._device_copies = (xp, {name: xp.asarray(w) for name, w in self._weights.items()})
+        return self._device_copies[1]
 
     # -- calling
     def build(self, input_shape) -> None:
@@ -129,7 +143,7 @@ class Norm(Layer):
         self.built = True
 
     def call(self, inputs, training=None):
-        w = self._weights
+        w = self._weights_for(inputs)
         if self.kind == "layer_norm":
             return F.layer_norm(inputs, w["gamma"], w["beta"])
         return F.batch_norm(inputs, w["gamma"], w["beta"], w["moving_mean"], w["moving_variance"],
@@ -170,7 +184,8 @@ class Conv3d(Layer):
         self.built = True
 
     def call(self, inputs, training=None):
-        out = F.conv3d(inputs, self._weights["kernel"], self._weights.get("bias"), self.strides, self.padding)
+        w = self._weights_for(inputs)
+        out = F.conv3d(inputs, w["kernel"], w.get("bias"), self.strides, self.padding)
         return F.activation(out, self.activation)
 
 
@@ -208,8 +223,8 @@ class Deconv3d(Layer):
         self.built = True
 
     def call(self, inputs, training=None):
-        return F.conv3d_transpose(inputs, self._weights["kernel"], self._weights.get("bias"), self.strides,
-                                  self.padding, self.output_padding)
+        w = self._weights_for(inputs)
+        return F.conv3d_transpose(inputs, w["kernel"], w.get("bias"), self.strides, self.padding, self.output_padding)
 
 
 class Dense(Layer):
@@ -226,5 +241,6 @@ class Dense(Layer):
         self.built = True
 
     def call(self, inputs, training=None):
-        x = v.as_array(inputs, "inputs")
-        return F.dense(x.reshape(x.shape[0], -1), self._weights["kernel"], self._weights["bias"])
+        w = self._weights_for(inputs)
+        x = v.as_array(inputs, "inputs", backend_of(inputs=inputs).xp)
+        return F.dense(x.reshape(x.shape[0], -1), w["kernel"], w["bias"])
