@@ -75,8 +75,24 @@ class Layer:
             raise ValueError(f"{type(self).__name__} has no weights yet: call build(input_shape) or the layer first")
         np.savez(path, **{f"w{i:03d}": w for i, w in enumerate(self.get_weights())})
 
-    def load_weights(self, path) -> None:
-        """Read weights written by :meth:`save_weights` (or any ``w000``... ``.npz``) into a built layer."""
+    def load_weights(self, path, prefix: str = "") -> None:
+        """Read weights into a built layer from ``.npz`` or a Keras HDF5 file (``.h5`` / ``.hdf5``).
+
+        An ``.npz`` is read as :meth:`save_weights` writes it (``w000``, ``w001``, ... in Keras order).
+        A Keras HDF5 file (legacy tf.keras layout, as DeepReg saves; needs h5py) is matched by layer
+        path: the variables under ``prefix`` (this layer's path in the file, e.g.
+        ``"local_net/down_sample_resnet_block"``; ``""`` takes them all) are paired with
+        ``get_weights()`` in Keras order, and each pair must agree in name (``kernel``, ``gamma``, ...)
+        and shape, or a ``ValueError`` says which does not.
+        """
+        if not self.built:
+            raise ValueError(f"{type(self).__name__} has no weights yet: call build(input_shape) or the layer first")
+        if str(path).lower().endswith((".h5", ".hdf5")):
+            from . import keras
+
+            wanted = keras.select(keras.read_keras_weights(path), prefix)
+            self.set_weights(keras.match(self.weights, wanted, prefix))
+            return
         with np.load(path, allow_pickle=False) as data:
             keys = sorted(k for k in data.files if k.startswith("w") and k[1:].isdigit())
             self.set_weights([data[k] for k in keys])
