@@ -111,3 +111,27 @@ def test_conv_primitives_cupy_equal_numpy(rng, strides):
     for name in F.ACTIVATIONS:
         np.testing.assert_allclose(cp.asnumpy(F.activation(cp.asarray(x), name)), F.activation(x, name),
                                    rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("strides, padding, shape", [
+    (1, "same", (2, 9, 10, 11, 4)), (2, "same", (1, 8, 10, 12, 4)), (2, "valid", (1, 9, 9, 10, 4)),
+])
+def test_cudnn_path_equals_the_cublas_path(rng, monkeypatch, strides, padding, shape):
+    """With nvidia-cudnn-frontend importable, float32 conv3d runs on cuDNN (a fallback warning fails the test)."""
+    import warnings
+
+    from arrayreg.nn import _cudnn
+    from arrayreg.nn import functional as F
+
+    if _cudnn.binding() is None:
+        pytest.skip("nvidia-cudnn-frontend is not importable")
+    x = cp.asarray(rng.standard_normal(shape).astype(np.float32))
+    kernel = cp.asarray(rng.standard_normal((3, 3, 3, 4, 5)).astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        by_cudnn = F.conv3d(x, kernel, None, strides, padding)
+    monkeypatch.setattr(_cudnn, "binding", lambda: None)
+    by_cublas = F.conv3d(x, kernel, None, strides, padding)
+    np.testing.assert_allclose(cp.asnumpy(by_cudnn), cp.asnumpy(by_cublas), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(cp.asnumpy(by_cublas), F.conv3d(cp.asnumpy(x), cp.asnumpy(kernel), None, strides, padding),
+                               rtol=1e-5, atol=1e-4)

@@ -80,7 +80,9 @@ def conv3d(x, kernel, bias=None, strides=1, padding: str = "same"):
     """3-D cross-correlation (Keras ``Conv3D``): ``out[b, o, f] = sum_{a, c} x_pad[b, o * s + a, c] * kernel[a, c, f] + bias[f]``.
 
     ``x`` is ``(batch, d1, d2, d3, in)``, ``kernel`` ``(kd, kh, kw, in, filters)``;
-    NumPy in gives NumPy out, CuPy in gives CuPy out (cuBLAS).  The sum runs as
+    NumPy in gives NumPy out, CuPy in gives CuPy out: by cuDNN for float32 when
+    NVIDIA's ``cudnn`` frontend is importable (``arrayreg.nn._cudnn``; no TF32),
+    by cuBLAS otherwise.  Without cuDNN the sum runs as
     one GEMM per kernel tap, ``out += x_pad[shifted by tap] @ kernel[tap]``,
     never as a patch (im2col) matrix.  With stride 1 the padded input is kept
     flat, so each tap's operand is a contiguous slice of it; the output is
@@ -99,13 +101,26 @@ def conv3d(x, kernel, bias=None, strides=1, padding: str = "same"):
     dtype = np.result_type(x.dtype, kernel.dtype, np.float32)
     x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
     bias = _optional(bias, "bias", xp, dtype)
-    if strides == (1, 1, 1):
+    out = _conv3d_cudnn(x, kernel, strides, padding) if xp is not np and dtype == np.float32 else None
+    if out is None and strides == (1, 1, 1):
         out = _conv3d_flat(x, kernel, padding, xp, _accumulator(backend, dtype))
-    else:
+    elif out is None:
         out = _conv3d_strided(x, kernel, strides, padding, xp)
     if bias is not None:
         out += bias
     return out
+
+
+def _conv3d_cudnn(x, kernel, strides, padding):
+    """float32 CuPy convolution by cuDNN when NVIDIA's frontend is importable; None otherwise (or on failure)."""
+    from . import _cudnn
+
+    if _cudnn.binding() is None:
+        return None
+    pads = [conv_padding(n, k, s, padding) for n, k, s in zip(x.shape[1:4], kernel.shape[:3], strides)]
+    if any(o == 0 for o, _, _ in pads) or x.shape[0] == 0:
+        return None
+    return _cudnn.conv3d(x, kernel, strides, pads)
 
 
 def _accumulator(backend, dtype):
