@@ -17,13 +17,41 @@ def smooth_ddf(rng, shape, amplitude=3.0, batch=1):
     return ddf
 
 
-@pytest.mark.parametrize("channels", [None, 2])
-def test_warp_matches_scipy_with_different_moving_and_fixed_sizes(rng, channels):
-    image = rng.standard_normal((2, 9, 10, 11) + ((channels,) if channels else ())).astype(np.float32)
-    ddf = rng.uniform(-3, 3, (2, 6, 7, 8, 3)).astype(np.float32)
+@pytest.mark.parametrize("channels", [None, 1, 2, 3, 4, 6])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_warp_matches_scipy_with_different_moving_and_fixed_sizes(rng, channels, dtype):
+    image = rng.standard_normal((2, 9, 10, 11) + ((channels,) if channels else ())).astype(dtype)
+    ddf = rng.uniform(-3, 3, (2, 6, 7, 8, 3)).astype(dtype)
     loc = get_reference_grid((6, 7, 8))[None] + ddf
     got = warp_image_ddf(image, ddf)
-    np.testing.assert_allclose(got, map_coordinates_batched(image, loc), rtol=1e-5, atol=1e-5)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, map_coordinates_batched(image, loc), rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_default_warp_rows_equal_resample_points_bitwise(rng, channels, dtype):
+    """The row kernel of the default mode (wide corner moves, int32 offsets) against the per-point resample."""
+    image = rng.standard_normal((2, 9, 10, 11, channels)).astype(dtype)
+    ddf = rng.uniform(-4, 4, (2, 6, 7, 8, 3)).astype(dtype)
+    want = resample(image, get_reference_grid((6, 7, 8))[None].astype(dtype) + ddf)
+    np.testing.assert_array_equal(warp_image_ddf(image, ddf), want)
+
+
+def test_misaligned_data_and_int64_offsets_give_the_same_warp(rng, monkeypatch):
+    from arrayreg._kernels import cpu
+
+    image = rng.standard_normal((1, 9, 10, 11, 4)).astype(np.float32)
+    ddf = rng.uniform(-4, 4, (1, 6, 7, 8, 3)).astype(np.float32)
+    want, want_integrated = warp_image_ddf(image, ddf), integrate_dvf(ddf)
+    buffer = np.empty(image.size + 1, np.float32)
+    shifted = buffer[1:].reshape(image.shape)  # C-contiguous, 4 bytes off a 16-byte boundary
+    shifted[...] = image
+    assert shifted.ctypes.data % 16 != 0
+    np.testing.assert_array_equal(warp_image_ddf(shifted, ddf), want)
+    monkeypatch.setattr(cpu, "_offset_type", lambda array: np.empty(0, np.int64))
+    np.testing.assert_array_equal(warp_image_ddf(image, ddf), want)
+    np.testing.assert_array_equal(integrate_dvf(ddf), want_integrated)
 
 
 def test_warp_equals_resample_of_grid_plus_ddf_bitwise(rng):

@@ -16,6 +16,7 @@ nearest_axis = _F.nearest_axis
 sample_point2 = _F.sample_point2
 sample_point3 = _F.sample_point3
 tf_lerp = _F.tf_lerp
+trilinear = _F.trilinear
 warp_grid_point = _F.warp_grid_point
 
 _JIT = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -87,10 +88,9 @@ def resample2d(vol, loc, top, nearest, constant, one, outside, out):
 
 @njit(inline="always")
 def warp_plane(src, dims, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, dst, b, i, t, f2, f3):
-    """Warp the fixed-grid plane ``i`` of batch element ``b`` (``t = b * f1 + i``).
+    """Warp the fixed-grid plane ``i`` of batch element ``b`` (``t = b * f1 + i``) point by point.
 
-    ``ddf``, ``grid`` and ``dst`` are flat; each row is taken as a 1-D slice
-    so that the compiler can vectorise the loop over ``k``.
+    ``ddf``, ``grid`` and ``dst`` are flat; each row is taken as a 1-D slice.
     """
     n_ch = dims[3]
     base = b * dims[0] * dims[1] * dims[2] * n_ch
@@ -114,8 +114,8 @@ def warp_plane(src, dims, ddf, grid, use_grid, coords, top, nearest, constant, o
 
 
 @njit(**_JIT)
-def warp3d(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, out):
-    """Fused ``resample(image, grid + ddf)``: the location of each voxel is built in registers.
+def _warp3d_points(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, out):
+    """Fused ``resample(image, grid + ddf)`` for any mode, one point at a time (``sample_point3``).
 
     With ``use_grid`` False the grid is the reference grid, read from the
     float table ``coords`` (``coords[i] == i``); otherwise ``grid[0]``.
@@ -123,37 +123,153 @@ def warp3d(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outs
     n_batch, d1, d2, d3, n_ch = image.shape
     f1, f2, f3 = ddf.shape[1], ddf.shape[2], ddf.shape[3]
     src, disp, ref, dst = image.reshape(-1), ddf.reshape(-1), grid.reshape(-1), out.reshape(-1)
-    default = not nearest and not constant and not use_grid
     for t in prange(n_batch * f1):
         b = t // f1
-        i = t - b * f1
-        if default and n_ch == 1:
-            warp_plane(src, (d1, d2, d3, 1), disp, ref, False, coords, top, False, False, one, outside, dst,
-                       b, i, t, f2, f3)
-        elif default:
-            warp_plane(src, (d1, d2, d3, n_ch), disp, ref, False, coords, top, False, False, one, outside, dst,
-                       b, i, t, f2, f3)
-        else:
-            warp_plane(src, (d1, d2, d3, n_ch), disp, ref, use_grid, coords, top, nearest, constant, one, outside,
-                       dst, b, i, t, f2, f3)
+        warp_plane(src, (d1, d2, d3, n_ch), disp, ref, use_grid, coords, top, nearest, constant, one, outside,
+                   dst, b, t - b * f1, t, f2, f3)
+
+
+@njit(inline="always")
+def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords, top, one, offsets, weights,
+             unit_values, values, out):
+    """One fixed-grid row of the default warp (linear, clamp, reference grid) in three loops.
+
+    1. per point, the corners (``linear_axis``) as 8 flat offsets and the 3 weights;
+    2. per corner, its channels copied into ``unit_values`` (plain moves, no arithmetic);
+    3. per point and channel, ``trilinear`` of the 8 values (``values``, the same memory as ``unit_values``).
+
+    Loops 1 and 3 vectorise; loop 2 is a pure gather.  ``units`` is the flat
+    volume viewed in transport units: the element itself, or one 8- or 16-byte
+    unit holding all the channels of a voxel, so that a corner moves in one
+    load.  ``unit_lanes`` (units per voxel) and ``channel_lanes`` are tuples of
+    zeros whose lengths make those counts compile-time constants, or ``()`` to
+    use ``dims[3]`` (many channels, element units).  ``offsets`` is int32 when
+    every offset fits, which doubles the points per gather.
+    """
+    n_units = len(unit_lanes) if len(unit_lanes) > 0 else dims[3]
+    n_ch = len(channel_lanes) if len(channel_lanes) > 0 else dims[3]
+    s2 = dims[2] * n_units
+    s1 = dims[1] * s2
+    f3 = weights.shape[1]
+    for k in range(f3):
+        i0, i1, wi = linear_axis(xi + disp[3 * k], top[0], one, False)
+        j0, j1, wj = linear_axis(yj + disp[3 * k + 1], top[1], one, False)
+        k0, k1, wk = linear_axis(coords[k] + disp[3 * k + 2], top[2], one, False)
+        a0, a1 = base + i0 * s1, base + i1 * s1
+        b0, b1 = j0 * s2, j1 * s2
+        c0, c1 = k0 * n_units, k1 * n_units
+        offsets[0, k] = a0 + b0 + c0
+        offsets[1, k] = a1 + b0 + c0
+        offsets[2, k] = a0 + b1 + c0
+        offsets[3, k] = a1 + b1 + c0
+        offsets[4, k] = a0 + b0 + c1
+        offsets[5, k] = a1 + b0 + c1
+        offsets[6, k] = a0 + b1 + c1
+        offsets[7, k] = a1 + b1 + c1
+        weights[0, k] = wi
+        weights[1, k] = wj
+        weights[2, k] = wk
+    for m in range(8):
+        corner_offsets, corner_units = offsets[m], unit_values[m]
+        for k in range(f3):
+            for u in range(n_units):
+                corner_units[k * n_units + u] = units[corner_offsets[k] + u]
+    for k in range(f3):
+        wi, wj, wk = weights[0, k], weights[1, k], weights[2, k]
+        for c in range(n_ch):
+            q = k * n_ch + c
+            out[q] = trilinear(values[0, q], values[1, q], values[2, q], values[3, q], values[4, q], values[5, q],
+                               values[6, q], values[7, q], wi, wj, wk, one)
+
+
+@njit(inline="always")
+def row_scratch(f3, n_units, offset_type, unit_type, value_type, top):
+    """Per-task scratch of :func:`warp_row`: offsets, weights, and the corner values as units and as values."""
+    offsets = np.empty((8, f3), dtype=offset_type.dtype)
+    weights = np.empty((3, f3), dtype=top.dtype)
+    unit_values = np.empty((8, f3 * n_units), dtype=unit_type.dtype)
+    values = unit_values.reshape(-1).view(value_type.dtype).reshape(8, -1)
+    return offsets, weights, unit_values, values
 
 
 @njit(**_JIT)
-def squaring_step(src, coords, top, one, dst):
-    """One scaling-and-squaring step: ``dst = src + warp(src, src)`` (linear, clamp).
-
-    ``src`` and ``dst`` are distinct ``(batch, f1, f2, f3, 3)`` buffers; each
-    task warps one plane and adds ``src`` to it while the plane is in cache.
-    """
-    n_batch, f1, f2, f3 = src.shape[0], src.shape[1], src.shape[2], src.shape[3]
-    flat_src, flat_dst = src.reshape(-1), dst.reshape(-1)
-    plane = f2 * f3 * 3
+def _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, offset_type, out):
+    """The default warp (linear, clamp, reference grid), row by row with :func:`warp_row`."""
+    n_batch, d1, d2, d3, n_ch = image.shape
+    f1, f2, f3 = ddf.shape[1], ddf.shape[2], ddf.shape[3]
+    n_units = units.shape[0] // (n_batch * d1 * d2 * d3)
+    disp, dst = ddf.reshape(-1), out.reshape(-1)
     for t in prange(n_batch * f1):
         b = t // f1
-        warp_plane(flat_src, (f1, f2, f3, 3), flat_src, flat_src, False, coords, top, False, False, one, one,
-                   flat_dst, b, t - b * f1, t, f2, f3)
-        for m in range(t * plane, (t + 1) * plane):
-            flat_dst[m] = flat_src[m] + flat_dst[m]
+        offsets, weights, unit_values, values = row_scratch(f3, n_units, offset_type, units, image, top)
+        xi = coords[t - b * f1]
+        for j in range(f2):
+            row = (t * f2 + j) * f3
+            warp_row(units, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
+                     disp[3 * row : 3 * (row + f3)], xi, coords[j], coords, top, one, offsets, weights, unit_values,
+                     values, dst[row * n_ch : (row + f3) * n_ch])
+
+
+_WIDE_UNITS = {8: np.dtype(np.int64), 16: np.dtype(np.complex128)}
+
+
+def _lanes(count):
+    """``count`` zeros as a tuple for 1 to 4 (a compile-time count in the kernel), else ``()``."""
+    return (0,) * count if count <= 4 else ()
+
+
+def _transport(image):
+    """The flat volume in transport units, and the unit and channel lane tuples of :func:`warp_row`.
+
+    The channels of a voxel move as one unit when they span exactly 8 or 16
+    bytes and the data are aligned to that size; otherwise element by element.
+    """
+    flat, n_ch = image.reshape(-1), image.shape[-1]
+    unit = _WIDE_UNITS.get(n_ch * image.dtype.itemsize)
+    if n_ch > 1 and unit is not None and image.ctypes.data % unit.itemsize == 0:
+        return flat.view(unit), (0,), _lanes(n_ch)
+    return flat, _lanes(n_ch), _lanes(n_ch)
+
+
+def _offset_type(array):
+    """An empty int32 array when every flat offset of ``array`` fits in int32, else int64 (a type witness)."""
+    return np.empty(0, np.int32 if array.size < 2**31 else np.int64)
+
+
+def warp3d(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, out):
+    """Fused ``resample(image, grid + ddf)``: the row kernel for DeepReg's default mode, else point by point."""
+    if nearest or constant or use_grid or image.dtype != out.dtype:
+        _warp3d_points(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, out)
+    else:
+        units, unit_lanes, channel_lanes = _transport(image)
+        _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, _offset_type(image), out)
+
+
+@njit(**_JIT)
+def _squaring_step(src, coords, top, one, offset_type, dst):
+    n_batch, f1, f2, f3 = src.shape[0], src.shape[1], src.shape[2], src.shape[3]
+    flat_src, flat_dst = src.reshape(-1), dst.reshape(-1)
+    for t in prange(n_batch * f1):
+        b = t // f1
+        offsets, weights, unit_values, values = row_scratch(f3, 3, offset_type, src, src, top)
+        xi = coords[t - b * f1]
+        for j in range(f2):
+            row = 3 * (t * f2 + j) * f3
+            here = flat_src[row : row + 3 * f3]
+            out = flat_dst[row : row + 3 * f3]
+            warp_row(flat_src, (f1, f2, f3, 3), (0, 0, 0), (0, 0, 0), b * f1 * f2 * f3 * 3, here, xi, coords[j], coords,
+                     top, one, offsets, weights, unit_values, values, out)
+            for m in range(3 * f3):
+                out[m] = here[m] + out[m]
+
+
+def squaring_step(src, coords, top, one, dst):
+    """One scaling-and-squaring step: ``dst = src + warp(src, src)`` (linear, clamp), row by row.
+
+    ``src`` and ``dst`` are distinct ``(batch, f1, f2, f3, 3)`` buffers; each
+    row is warped and added to ``src`` while it is in cache.
+    """
+    _squaring_step(src, coords, top, one, _offset_type(src), dst)
 
 
 @njit(**_JIT)

@@ -81,6 +81,17 @@ def build(jit):
 
 
     @jit
+    def trilinear(v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one):
+        """The 8 corner values ``v_ijk`` (``0`` = lo, ``1`` = hi corner per axis) combined in DeepReg's
+        order: along axis 0 with ``wi``, then axis 1 with ``wj``, then axis 2 with ``wk``."""
+        f00 = mix(v000, v100, wi, one)
+        f10 = mix(v010, v110, wi, one)
+        f01 = mix(v001, v101, wi, one)
+        f11 = mix(v011, v111, wi, one)
+        return mix(mix(f00, f10, wj, one), mix(f01, f11, wj, one), wk, one)
+
+
+    @jit
     def tf_lerp(v_lo, v_hi, t):
         """TensorFlow's resize interpolation ``v_lo + (v_hi - v_lo) * t``."""
         return v_lo + (v_hi - v_lo) * t
@@ -124,23 +135,23 @@ def build(jit):
         c0, c1 = k0 * s3, k1 * s3
         if not constant:
             for ch in range(n_ch):
-                f00 = mix(src[a0 + b0 + c0 + ch], src[a1 + b0 + c0 + ch], wi, one)
-                f10 = mix(src[a0 + b1 + c0 + ch], src[a1 + b1 + c0 + ch], wi, one)
-                f01 = mix(src[a0 + b0 + c1 + ch], src[a1 + b0 + c1 + ch], wi, one)
-                f11 = mix(src[a0 + b1 + c1 + ch], src[a1 + b1 + c1 + ch], wi, one)
-                dst[dst_base + ch] = mix(mix(f00, f10, wj, one), mix(f01, f11, wj, one), wk, one)
+                dst[dst_base + ch] = trilinear(
+                    src[a0 + b0 + c0 + ch], src[a1 + b0 + c0 + ch], src[a0 + b1 + c0 + ch], src[a1 + b1 + c0 + ch],
+                    src[a0 + b0 + c1 + ch], src[a1 + b0 + c1 + ch], src[a0 + b1 + c1 + ch], src[a1 + b1 + c1 + ch],
+                    wi, wj, wk, one)
             return
         in_i0, in_i1, in_j0, in_j1, in_k0, in_k1 = i0 >= 0, i1 >= 0, j0 >= 0, j1 >= 0, k0 >= 0, k1 >= 0
         for ch in range(n_ch):
-            f00 = mix(corner(src, a0 + b0 + c0 + ch, in_i0 and in_j0 and in_k0, outside),
-                      corner(src, a1 + b0 + c0 + ch, in_i1 and in_j0 and in_k0, outside), wi, one)
-            f10 = mix(corner(src, a0 + b1 + c0 + ch, in_i0 and in_j1 and in_k0, outside),
-                      corner(src, a1 + b1 + c0 + ch, in_i1 and in_j1 and in_k0, outside), wi, one)
-            f01 = mix(corner(src, a0 + b0 + c1 + ch, in_i0 and in_j0 and in_k1, outside),
-                      corner(src, a1 + b0 + c1 + ch, in_i1 and in_j0 and in_k1, outside), wi, one)
-            f11 = mix(corner(src, a0 + b1 + c1 + ch, in_i0 and in_j1 and in_k1, outside),
-                      corner(src, a1 + b1 + c1 + ch, in_i1 and in_j1 and in_k1, outside), wi, one)
-            dst[dst_base + ch] = mix(mix(f00, f10, wj, one), mix(f01, f11, wj, one), wk, one)
+            dst[dst_base + ch] = trilinear(
+                corner(src, a0 + b0 + c0 + ch, in_i0 and in_j0 and in_k0, outside),
+                corner(src, a1 + b0 + c0 + ch, in_i1 and in_j0 and in_k0, outside),
+                corner(src, a0 + b1 + c0 + ch, in_i0 and in_j1 and in_k0, outside),
+                corner(src, a1 + b1 + c0 + ch, in_i1 and in_j1 and in_k0, outside),
+                corner(src, a0 + b0 + c1 + ch, in_i0 and in_j0 and in_k1, outside),
+                corner(src, a1 + b0 + c1 + ch, in_i1 and in_j0 and in_k1, outside),
+                corner(src, a0 + b1 + c1 + ch, in_i0 and in_j1 and in_k1, outside),
+                corner(src, a1 + b1 + c1 + ch, in_i1 and in_j1 and in_k1, outside),
+                wi, wj, wk, one)
 
 
     @jit
@@ -188,6 +199,7 @@ def build(jit):
         linear_axis=linear_axis,
         nearest_axis=nearest_axis,
         mix=mix,
+        trilinear=trilinear,
         tf_lerp=tf_lerp,
         corner=corner,
         sample_point3=sample_point3,
