@@ -194,6 +194,7 @@ def workloads(size):
     localnet = localnet_forward(s["w6"])
     grid = arrayreg.get_reference_grid(s["w1"])
     theta = arrayreg.random_transform_generator(1, 0.1, seed=0)
+    w5_out = np.empty((1,) + grid.shape, np.result_type(grid, theta, np.float32))
     int_dvf = arrayreg.IntDVF(s["w3"], num_steps=7)
 
     table = {
@@ -238,6 +239,7 @@ def workloads(size):
             out_bytes=grid.nbytes,
             impls={
                 "arrayreg": lambda: arrayreg.warp_grid(grid, theta),
+                "arrayreg out= (one reused buffer)": lambda: arrayreg.warp_grid(grid, theta, out=w5_out),
                 "numpy (homogeneous grid @ theta)": lambda: np.concatenate(
                     [grid, np.ones(grid.shape[:3] + (1,), np.float32)], -1) @ theta[0],
             },

@@ -85,3 +85,18 @@ def check_spatial_nonempty(shape, name: str) -> None:
     """Volumes to sample from need at least one voxel along every spatial axis."""
     if any(d == 0 for d in shape):
         raise ValueError(f"{name} must have at least one voxel along every spatial axis; got spatial shape {tuple(shape)}")
+
+
+def check_out(out, shape: tuple, dtype, xp, **inputs) -> None:
+    """``out=`` must be a writeable C-contiguous array of ``xp`` with this shape and dtype, sharing no memory
+    with the named inputs."""
+    if not isinstance(out, xp.ndarray):
+        raise TypeError(f"out must be a {xp.__name__} array; got {type(out).__name__}")
+    if out.shape != tuple(shape) or out.dtype != dtype:
+        raise ValueError(f"out must have shape {tuple(shape)} and dtype {np.dtype(dtype)}; "
+                         f"got shape {out.shape} and dtype {out.dtype}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be C-contiguous and writeable")
+    for name, array in inputs.items():
+        if xp.shares_memory(out, array):
+            raise ValueError(f"out must not share memory with {name}")

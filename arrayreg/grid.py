@@ -42,7 +42,7 @@ def get_reference_grid(grid_size) -> np.ndarray:
     return grid
 
 
-def warp_grid(grid, theta) -> np.ndarray:
+def warp_grid(grid, theta, *, out=None) -> np.ndarray:
     """Apply a batch of affine transforms to a grid of points.
 
     ``out[b, i, j, k, p] = sum_q [grid[i, j, k, 0], grid[i, j, k, 1], grid[i, j, k, 2], 1][q] * theta[b, q, p]``
@@ -54,13 +54,19 @@ def warp_grid(grid, theta) -> np.ndarray:
     ----------
     grid : array ``(d1, d2, d3, 3)``, usually :func:`get_reference_grid`.
     theta : array ``(batch, 4, 3)``, e.g. :func:`random_transform_generator`.
+    out : array, optional (beyond DeepReg)
+        Where to write the result, as NumPy's ``out=``: a C-contiguous array of
+        the result's shape and dtype, of the same kind (NumPy or CuPy) as the
+        inputs and not overlapping them.  Reusing one buffer across calls saves
+        the page faults of a fresh allocation, which on a large grid cost as
+        much as the arithmetic.
 
     Returns
     -------
     array ``(batch, d1, d2, d3, 3)``: float64 when ``grid`` or ``theta`` is
-    float64, otherwise float32.
+    float64, otherwise float32 (``out`` itself when given).
     """
-    backend = backend_of(grid=grid, theta=theta)
+    backend = backend_of(grid=grid, theta=theta, out=out)
     xp = backend.xp
     grid = v.as_coordinates(grid, "grid", xp)
     theta = v.as_coordinates(theta, "theta", xp)
@@ -69,7 +75,11 @@ def warp_grid(grid, theta) -> np.ndarray:
     if theta.ndim != 3 or theta.shape[1:] != (4, 3):
         raise ValueError(f"theta must have shape (batch, 4, 3); got {theta.shape}")
     dtype = v.compute_dtype(grid, theta)
-    out = xp.empty((theta.shape[0],) + grid.shape, dtype=dtype)
+    shape = (theta.shape[0],) + grid.shape
+    if out is None:
+        out = xp.empty(shape, dtype=dtype)
+    else:
+        v.check_out(out, shape, dtype, xp, grid=grid, theta=theta)
     if out.size:
         backend.kernels.warp_grid3d(kernel_array(grid, dtype, xp), kernel_array(theta, dtype, xp), out)
     return out

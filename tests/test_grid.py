@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+import arrayreg
 from arrayreg import get_n_bits_combinations, get_reference_grid, random_transform_generator, warp_grid
 
 
@@ -51,3 +52,31 @@ def test_warp_grid_shape_errors():
         warp_grid(np.zeros((3, 4, 3)), np.zeros((1, 4, 3)))
     with pytest.raises(ValueError, match="theta must have shape \\(batch, 4, 3\\)"):
         warp_grid(np.zeros((3, 4, 5, 3)), np.zeros((1, 3, 3)))
+
+
+def test_warp_grid_out_is_filled_and_returned(rng):
+    grid = arrayreg.get_reference_grid((4, 5, 6))
+    theta = rng.normal(size=(2, 4, 3)).astype(np.float32)
+    out = np.full((2, 4, 5, 6, 3), np.nan, np.float32)
+    assert arrayreg.warp_grid(grid, theta, out=out) is out
+    homogeneous = np.concatenate([grid, np.ones((4, 5, 6, 1), np.float32)], axis=-1).astype(np.float64)
+    np.testing.assert_allclose(out, np.einsum("ijkq,bqp->bijkp", homogeneous, theta.astype(np.float64)), rtol=1e-6,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (np.empty((2, 4, 5, 6, 3), np.float64), ValueError, "dtype float32"),
+    (np.empty((1, 4, 5, 6, 3), np.float32), ValueError, r"shape \(2, 4, 5, 6, 3\)"),
+    (np.empty((2, 4, 5, 6, 3), np.float32, order="F"), ValueError, "C-contiguous"),
+    ([[1.0]], TypeError, "numpy array"),
+])
+def test_warp_grid_out_errors(rng, bad, error, message):
+    theta = rng.normal(size=(2, 4, 3)).astype(np.float32)
+    with pytest.raises(error, match=message):
+        arrayreg.warp_grid(arrayreg.get_reference_grid((4, 5, 6)), theta, out=bad)
+
+
+def test_warp_grid_out_must_not_alias_the_grid():
+    buffer = np.zeros((1, 4, 5, 6, 3), np.float32)
+    with pytest.raises(ValueError, match="share memory with grid"):
+        arrayreg.warp_grid(buffer[0], np.zeros((1, 4, 3), np.float32), out=buffer)
