@@ -121,3 +121,28 @@ def test_conv3d_errors():
         F.conv3d(np.zeros((4, 4, 4, 3)), np.zeros((3, 3, 3, 3, 1)))
     with pytest.raises(ValueError, match="padding must be one of 'same', 'valid'"):
         F.conv3d(np.zeros((1, 4, 4, 4, 3)), np.zeros((3, 3, 3, 3, 1)), padding="full")
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 2), (2, 2, 1, 3, 3), (1, 5, 6, 7, 4), (1, 4, 4, 4, 70)])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("dtype, tolerance", [(np.float32, 1e-4), (np.float64, 1e-11)])
+def test_winograd_path_matches_a_float64_correlation(rng, shape, padding, dtype, tolerance):
+    """3x3x3 at stride 1 on the CPU runs as Winograd F(2,3): odd and tiny volumes (partial tiles), many
+    channels (small blocks, one tile per block for 70 x 90), float64."""
+    x = rng.standard_normal(shape).astype(dtype)
+    kernel = rng.standard_normal((3, 3, 3, shape[4], 90 if shape[4] == 70 else 5)).astype(dtype)
+    want = correlate_reference(x, kernel, (1, 1, 1), padding)
+    got = F.conv3d(x, kernel, None, 1, padding)
+    assert got.dtype == dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance * max(1.0, np.abs(want).max(initial=0)))
+
+
+def test_winograd_blocks_do_not_depend_on_their_size(rng, monkeypatch):
+    from arrayreg._kernels import winograd
+
+    x = rng.standard_normal((1, 9, 10, 11, 3)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 3, 3, 4)).astype(np.float32)
+    want = F.conv3d(x, kernel)
+    for block in (1, 7, 1000):
+        monkeypatch.setattr(winograd, "tiles_per_block", lambda c_in, c_out, block=block: block)
+        np.testing.assert_array_equal(F.conv3d(x, kernel), want)

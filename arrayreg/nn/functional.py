@@ -82,8 +82,10 @@ def conv3d(x, kernel, bias=None, strides=1, padding: str = "same"):
     ``x`` is ``(batch, d1, d2, d3, in)``, ``kernel`` ``(kd, kh, kw, in, filters)``;
     NumPy in gives NumPy out, CuPy in gives CuPy out: by cuDNN for float32 when
     NVIDIA's ``cudnn`` frontend is importable (``arrayreg.nn._cudnn``; no TF32),
-    by cuBLAS otherwise.  Without cuDNN the sum runs as
-    one GEMM per kernel tap, ``out += x_pad[shifted by tap] @ kernel[tap]``,
+    by cuBLAS otherwise.  On the CPU a 3x3x3 kernel at stride 1 runs as
+    Winograd F(2x2x2, 3x3x3) (``_kernels/winograd.py``: a quarter of the
+    multiplications, errors of the same size as the direct sum's).  Otherwise
+    the sum runs as one GEMM per kernel tap, ``out += x_pad[shifted by tap] @ kernel[tap]``,
     never as a patch (im2col) matrix.  With stride 1 the padded input is kept
     flat, so each tap's operand is a contiguous slice of it; the output is
     accumulated in blocks of :data:`BLOCK_ROWS` rows, and the extra memory is
@@ -102,7 +104,9 @@ def conv3d(x, kernel, bias=None, strides=1, padding: str = "same"):
     x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
     bias = _optional(bias, "bias", xp, dtype)
     out = _conv3d_cudnn(x, kernel, strides, padding) if xp is not np and dtype == np.float32 else None
-    if out is None and strides == (1, 1, 1):
+    if out is None and strides == (1, 1, 1) and kernel.shape[:3] == (3, 3, 3) and backend.name == "cpu":
+        out = _conv3d_winograd(x, kernel, padding)
+    elif out is None and strides == (1, 1, 1):
         out = _conv3d_flat(x, kernel, padding, xp, _accumulator(backend, dtype))
     elif out is None:
         out = _conv3d_strided(x, kernel, strides, padding, xp)
@@ -173,6 +177,36 @@ def _conv3d_flat(x, kernel, padding, xp, accumulate):
             for shift, tap in zip(shifts, taps):
                 accumulate(rows, flat[first + shift : first + shift + count * plane], tap)
             out[n, start : start + count] = rows.reshape(count, p2, p3, c_out)[:, :o2, :o3]
+    return out
+
+
+def _conv3d_winograd(x, kernel, padding):
+    """Stride-1 3x3x3 convolution on the CPU by Winograd F(2x2x2, 3x3x3), one volume at a time.
+
+    The volume is zero-padded by TensorFlow's rule (and up to whole 2x2x2
+    output tiles) into a flat buffer of rows of channels; the kernel transform
+    ``U = G x G x G kernel`` is made once, in float64.  Extra memory: the padded
+    volume and, per thread, one block of transformed tiles.
+    """
+    from .._kernels import winograd
+
+    c_in, c_out = kernel.shape[3:]
+    pads = [conv_padding(n, 3, 1, padding) for n in x.shape[1:4]]
+    out = np.empty((x.shape[0], *(o for o, _, _ in pads), c_out), dtype=x.dtype)
+    if out.size == 0:
+        return out
+    tiles = [(o + 1) // 2 for o, _, _ in pads]
+    lengths = [2 * t + 2 for t in tiles]  # the padded extent the tiles read
+    padded = np.zeros((lengths[0] * lengths[1] * lengths[2], c_in), dtype=x.dtype)
+    interior = tuple(slice(before, before + n) for (_, before, _), n in zip(pads, x.shape[1:4]))
+    g = winograd.KERNEL_TRANSFORM
+    u = np.einsum("pa,qb,rc,abcio->pqrio", g, g, g, kernel.astype(np.float64), optimize=True)
+    u = np.ascontiguousarray(u.reshape(64, c_in, c_out).astype(x.dtype))
+    for n in range(x.shape[0]):
+        padded.reshape(*lengths, c_in)[interior] = x[n]
+        winograd.conv3x3x3(padded, lengths[1] * lengths[2], lengths[2], tiles[1], tiles[2],
+                           tiles[0] * tiles[1] * tiles[2], u, winograd.blas_gemm(x.dtype),
+                           winograd.tiles_per_block(c_in, c_out), out[n])
     return out
 
 

@@ -1,0 +1,159 @@
+"""Winograd F(2x2x2, 3x3x3): the CPU kernel of ``nn.functional.conv3d`` for 3x3x3 kernels at stride 1.
+
+Per axis, a 4-sample input tile ``d`` and a 3-tap kernel ``g`` give 2
+correlation outputs ``y[i] = sum_k d[i + k] g[k]`` as ``y = A^T ((G g) * (B^T d))``
+(Lavin & Gray, 2016), with::
+
+    B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+    G   = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
+    A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
+
+In 3-D the transforms apply along each axis: a 2x2x2 output tile costs 64
+products per (input, output) channel pair instead of 216.  Over a block of
+tiles the products are 64 independent GEMMs ``M[q] = V[q] @ U[q]`` over the
+channels (``q = 16 a + 4 b + c`` indexes the transformed 4x4x4 tile), run by
+the BLAS ``gemm`` that SciPy links, called from inside the parallel loop so
+that each block's ``V`` and ``M`` stay in the core's cache.  The kernel
+transform ``U = (G x G x G) kernel`` is made once by the caller.  The kernels
+trust their caller: no checks here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+from numba import njit, prange
+
+KERNEL_TRANSFORM = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+# OpenBLAS runs a GEMM single-threaded below m * n * k = 4 * 65536; a block stays under it,
+# so the BLAS calls made inside the parallel loop never start threads of their own.
+SINGLE_THREAD_GEMM = 4 * 65536
+
+
+@functools.lru_cache(maxsize=2)
+def blas_gemm(dtype):
+    """SciPy's Fortran ``sgemm`` / ``dgemm`` as a ctypes function (every argument a pointer)."""
+    from numba.extending import get_cython_function_address
+
+    name = "sgemm" if np.dtype(dtype) == np.float32 else "dgemm"
+    address = get_cython_function_address("scipy.linalg.cython_blas", name)
+    return ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(address)
+
+
+def tiles_per_block(c_in, c_out):
+    """Tiles per parallel block: at most 64 (``V`` and ``M`` then fit in L2) and one single-threaded GEMM."""
+    return max(1, min(64, SINGLE_THREAD_GEMM // (c_in * c_out)))
+
+
+@njit(inline="always")
+def input_tile(padded, origin, plane, row_length, s, v, t):
+    """``v[:, t, :] = (B^T x B^T x B^T)`` of the 4x4x4 tile at flat row ``origin`` of ``padded`` (scratch ``s``)."""
+    channels = padded.shape[1]
+    for ab in range(16):  # along axis 3: the 4 samples of each (a, b) line
+        row = origin + (ab // 4) * plane + (ab % 4) * row_length
+        for ch in range(channels):
+            d0, d1, d2, d3 = padded[row, ch], padded[row + 1, ch], padded[row + 2, ch], padded[row + 3, ch]
+            s[4 * ab, ch] = d0 - d2
+            s[4 * ab + 1, ch] = d1 + d2
+            s[4 * ab + 2, ch] = d2 - d1
+            s[4 * ab + 3, ch] = d1 - d3
+    for ac in range(16):  # along axis 2, in place
+        q = (ac // 4) * 16 + ac % 4
+        for ch in range(channels):
+            e0, e1, e2, e3 = s[q, ch], s[q + 4, ch], s[q + 8, ch], s[q + 12, ch]
+            s[q, ch] = e0 - e2
+            s[q + 4, ch] = e1 + e2
+            s[q + 8, ch] = e2 - e1
+            s[q + 12, ch] = e1 - e3
+    for q in range(16):  # along axis 1, into v
+        for ch in range(channels):
+            f0, f1, f2, f3 = s[q, ch], s[q + 16, ch], s[q + 32, ch], s[q + 48, ch]
+            v[q, t, ch] = f0 - f2
+            v[q + 16, t, ch] = f1 + f2
+            v[q + 32, t, ch] = f2 - f1
+            v[q + 48, t, ch] = f1 - f3
+
+
+@njit(inline="always")
+def output_tile(m, t, i, j, k, s, r, out):
+    """``out[2i:2i+2, 2j:2j+2, 2k:2k+2] = (A^T x A^T x A^T) m[:, t, :]``, cropped to ``out`` (scratch ``s``, ``r``)."""
+    filters = m.shape[2]
+    n1, n2, n3 = out.shape[0], out.shape[1], out.shape[2]
+    for ab in range(16):  # along axis 3: 4 -> 2
+        for f in range(filters):
+            m0, m1, m2, m3 = m[4 * ab, t, f], m[4 * ab + 1, t, f], m[4 * ab + 2, t, f], m[4 * ab + 3, t, f]
+            s[2 * ab, f] = m0 + m1 + m2
+            s[2 * ab + 1, f] = m1 - m2 - m3
+    for ac in range(8):  # along axis 2
+        a, c = ac // 2, ac % 2
+        for f in range(filters):
+            e0, e1, e2, e3 = s[8 * a + c, f], s[8 * a + 2 + c, f], s[8 * a + 4 + c, f], s[8 * a + 6 + c, f]
+            r[4 * a + c, f] = e0 + e1 + e2
+            r[4 * a + 2 + c, f] = e1 - e2 - e3
+    for bc in range(4):  # along axis 1, into out
+        y, z = 2 * j + bc // 2, 2 * k + bc % 2
+        if y < n2 and z < n3:
+            for f in range(filters):
+                out[2 * i, y, z, f] = r[bc, f] + r[4 + bc, f] + r[8 + bc, f]
+            if 2 * i + 1 < n1:
+                for f in range(filters):
+                    out[2 * i + 1, y, z, f] = r[4 + bc, f] - r[8 + bc, f] - r[12 + bc, f]
+
+
+@njit(inline="always")
+def tile_index(tile, tiles2, tiles3):
+    i = tile // (tiles2 * tiles3)
+    rest = tile - i * tiles2 * tiles3
+    return i, rest // tiles3, rest % tiles3
+
+
+@njit(cache=True)
+def block_scratch(block, c_in, c_out, like):
+    """Per-block buffers: transformed tiles ``v``, products ``m``, and transform scratch ``s`` and ``r``."""
+    v = np.empty((64, block, c_in), dtype=like.dtype)
+    m = np.empty((64, block, c_out), dtype=like.dtype)
+    s = np.empty((64, max(c_in, c_out)), dtype=like.dtype)
+    r = np.empty((16, c_out), dtype=like.dtype)
+    return v, m, s, r
+
+
+@njit(cache=True)
+def gemm_arguments(count, c_in, c_out, like):
+    """The by-reference arguments of the Fortran ``gemm``: "N", (m, n, k, lda, ldb, ldc), (alpha, beta)."""
+    no_transpose = np.full(1, ord("N"), dtype=np.uint8)
+    sizes = np.empty(6, dtype=np.int32)
+    sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5] = c_out, count, c_in, c_out, c_in, c_out
+    scalars = np.zeros(2, dtype=like.dtype)
+    scalars[0] = 1
+    return no_transpose, sizes, scalars
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def conv3x3x3(padded, plane, row_length, tiles2, tiles3, n_tiles, u, gemm, block, out):
+    """One volume: ``out = conv3d(x, kernel)`` from the flat zero-padded ``padded`` and ``u = G x G x G kernel``.
+
+    ``padded`` holds the volume at the padding offset inside ``2 * tiles + 2``
+    samples per axis, as rows of channels; ``plane`` and ``row_length`` are its
+    row strides along axes 1 and 2.  Each parallel block transforms ``block``
+    tiles, runs the 64 GEMMs ``m[q] = v[q] @ u[q]`` through ``gemm`` (column
+    major: ``m[q]^T = u[q]^T v[q]^T``), and transforms them into ``out``.
+    """
+    c_in, c_out = u.shape[1], u.shape[2]
+    for first in prange((n_tiles + block - 1) // block):
+        start = first * block
+        count = min(block, n_tiles - start)
+        v, m, s, r = block_scratch(block, c_in, c_out, u)
+        for t in range(count):
+            i, j, k = tile_index(start + t, tiles2, tiles3)
+            input_tile(padded, 2 * i * plane + 2 * j * row_length + 2 * k, plane, row_length, s, v, t)
+        no_transpose, sizes, scalars = gemm_arguments(count, c_in, c_out, u)
+        for q in range(64):
+            gemm(no_transpose.ctypes, no_transpose.ctypes, sizes[0:].ctypes, sizes[1:].ctypes, sizes[2:].ctypes,
+                 scalars.ctypes, u[q].ctypes, sizes[3:].ctypes, v[q].ctypes, sizes[4:].ctypes, scalars[1:].ctypes,
+                 m[q].ctypes, sizes[5:].ctypes)
+        for t in range(count):
+            i, j, k = tile_index(start + t, tiles2, tiles3)
+            output_tile(m, t, i, j, k, s, r, out)
