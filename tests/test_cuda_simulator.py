@@ -167,13 +167,13 @@ LAYERS = sorted(case for case in parity.CASES if case not in GEOMETRIC)
 
 @pytest.mark.parametrize("case", LAYERS)
 def test_layer_case_takes_the_device_path(case, monkeypatch):
-    """Every forward-layer case on the device branch of nn (GEMM by ``@`` accumulation, not BLAS ``gemm``)."""
-    import scipy.linalg
+    """Every forward-layer case on the device branch of nn (tap GEMMs by ``@``, not the CPU conv kernels)."""
+    from arrayreg._kernels import conv
 
-    def no_host_blas(*args, **kwargs):
-        raise AssertionError("the device path asked for the host BLAS")
+    def no_cpu_kernels(*args, **kwargs):
+        raise AssertionError("the device path used the CPU convolution kernels")
 
-    monkeypatch.setattr(scipy.linalg, "get_blas_funcs", no_host_blas)
+    monkeypatch.setattr(conv, "blas_gemm", no_cpu_kernels)
     info = parity.CASES[case]
     with simulated_gpu():
         result = parity.run_layer(case, info)
@@ -181,3 +181,20 @@ def test_layer_case_takes_the_device_path(case, monkeypatch):
     atol = 1e-4 if case.startswith(parity.DEEP_BLOCKS) else 1e-5
     for got, ref in zip(result if isinstance(result, tuple) else (result,), want if isinstance(want, tuple) else (want,)):
         np.testing.assert_allclose(got, ref, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("kernel_size, strides, padding", [
+    ((3, 3, 3), 1, "same"), ((1, 1, 1), 1, "valid"), ((2, 3, 4), (1, 3, 2), "same"), ((3, 3, 3), 2, "valid"),
+])
+def test_device_conv_primitives_equal_the_cpu_ones(rng, kernel_size, strides, padding):
+    """The device branch (flat tap GEMMs, strided tap views, tap scatter) against the CPU kernels."""
+    from arrayreg.nn import functional as F
+
+    x = rng.standard_normal((2, 7, 8, 9, 3)).astype(np.float32)
+    kernel = rng.standard_normal(kernel_size + (3, 4)).astype(np.float32)
+    transposed = rng.standard_normal(kernel_size + (4, 3)).astype(np.float32)
+    cpu = F.conv3d(x, kernel, None, strides, padding), F.conv3d_transpose(x, transposed, None, strides, padding)
+    with simulated_gpu():
+        device = F.conv3d(x, kernel, None, strides, padding), F.conv3d_transpose(x, transposed, None, strides, padding)
+    for got, want in zip(device, cpu):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)

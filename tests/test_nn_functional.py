@@ -28,9 +28,12 @@ def correlate_reference(x, kernel, strides, padding):
 @pytest.mark.parametrize("kernel_size", [(3, 3, 3), (1, 1, 1), (2, 3, 4)])
 @pytest.mark.parametrize("strides", [(1, 1, 1), (2, 2, 2), (1, 3, 2)])
 @pytest.mark.parametrize("padding", ["same", "valid"])
-@pytest.mark.parametrize("block_rows", [1, 200, 10**6])  # one plane per block, a few planes, the whole volume
-def test_conv3d_matches_scipy_correlate(rng, monkeypatch, kernel_size, strides, padding, block_rows):
-    monkeypatch.setattr(F, "BLOCK_ROWS", block_rows)
+@pytest.mark.parametrize("rows", [1, 7, 10**6])  # output voxels per GEMM (and Winograd tiles per block)
+def test_conv3d_matches_scipy_correlate(rng, monkeypatch, kernel_size, strides, padding, rows):
+    from arrayreg._kernels import conv
+
+    monkeypatch.setattr(conv, "rows_per_gemm", lambda k, n: rows)
+    monkeypatch.setattr(conv, "tiles_per_block", lambda c_in, c_out: rows)
     x = rng.standard_normal((2, 7, 8, 9, 3)).astype(np.float32)
     kernel = rng.standard_normal(kernel_size + (3, 4)).astype(np.float32)
     bias = rng.standard_normal(4).astype(np.float32)
@@ -138,11 +141,11 @@ def test_winograd_path_matches_a_float64_correlation(rng, shape, padding, dtype,
 
 
 def test_winograd_blocks_do_not_depend_on_their_size(rng, monkeypatch):
-    from arrayreg._kernels import winograd
+    from arrayreg._kernels import conv
 
     x = rng.standard_normal((1, 9, 10, 11, 3)).astype(np.float32)
     kernel = rng.standard_normal((3, 3, 3, 3, 4)).astype(np.float32)
     want = F.conv3d(x, kernel)
     for block in (1, 7, 1000):
-        monkeypatch.setattr(winograd, "tiles_per_block", lambda c_in, c_out, block=block: block)
+        monkeypatch.setattr(conv, "tiles_per_block", lambda c_in, c_out, block=block: block)
         np.testing.assert_array_equal(F.conv3d(x, kernel), want)

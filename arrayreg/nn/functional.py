@@ -79,18 +79,20 @@ def _tap_view(x, tap, out_shape, strides):
 def conv3d(x, kernel, bias=None, strides=1, padding: str = "same"):
     """3-D cross-correlation (Keras ``Conv3D``): ``out[b, o, f] = sum_{a, c} x_pad[b, o * s + a, c] * kernel[a, c, f] + bias[f]``.
 
-    ``x`` is ``(batch, d1, d2, d3, in)``, ``kernel`` ``(kd, kh, kw, in, filters)``;
-    NumPy in gives NumPy out, CuPy in gives CuPy out: by cuDNN for float32 when
-    NVIDIA's ``cudnn`` frontend is importable (``arrayreg.nn._cudnn``; no TF32),
-    by cuBLAS otherwise.  On the CPU a 3x3x3 kernel at stride 1 runs as
-    Winograd F(2x2x2, 3x3x3) (``_kernels/winograd.py``: a quarter of the
-    multiplications, errors of the same size as the direct sum's).  Otherwise
-    the sum runs as one GEMM per kernel tap, ``out += x_pad[shifted by tap] @ kernel[tap]``,
-    never as a patch (im2col) matrix.  With stride 1 the padded input is kept
-    flat, so each tap's operand is a contiguous slice of it; the output is
-    accumulated in blocks of :data:`BLOCK_ROWS` rows, and the extra memory is
-    the padded input plus one block.  Computes in float64 when ``x`` or
-    ``kernel`` is float64, in float32 otherwise.
+    ``x`` is ``(batch, d1, d2, d3, in)``, ``kernel`` ``(kd, kh, kw, in, filters)``.
+    Computes in float64 when ``x`` or ``kernel`` is float64, in float32 otherwise.
+
+    NumPy in gives NumPy out, through Numba kernels (``_kernels/conv.py``) that
+    call SciPy's BLAS from inside their parallel loop: a 3x3x3 kernel at stride
+    1 runs as Winograd F(2x2x2, 3x3x3) (a quarter of the multiplications,
+    errors of the same size as the direct sum's), any other as patch (im2col)
+    rows of a few output voxels per GEMM, never a whole patch matrix.
+
+    CuPy in gives CuPy out: by cuDNN for float32 when NVIDIA's ``cudnn``
+    frontend is importable (``arrayreg.nn._cudnn``; no TF32 plans), by cuBLAS
+    otherwise, as one GEMM per kernel tap, ``out += x_pad[o * s + tap] @ kernel[tap]``
+    (at stride 1 on the flattened padded volume, where each tap's operand is a
+    contiguous slice, in blocks of :data:`BLOCK_ROWS` output rows).
     """
     backend = backend_of(x=x, kernel=kernel, bias=bias)
     xp = backend.xp
@@ -104,10 +106,11 @@ def conv3d(x, kernel, bias=None, strides=1, padding: str = "same"):
     x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
     bias = _optional(bias, "bias", xp, dtype)
     out = _conv3d_cudnn(x, kernel, strides, padding) if xp is not np and dtype == np.float32 else None
-    if out is None and strides == (1, 1, 1) and kernel.shape[:3] == (3, 3, 3) and backend.name == "cpu":
-        out = _conv3d_winograd(x, kernel, padding)
+    if out is None and backend.name == "cpu":
+        winograd = strides == (1, 1, 1) and kernel.shape[:3] == (3, 3, 3)
+        out = _conv3d_winograd(x, kernel, padding) if winograd else _conv3d_patches(x, kernel, strides, padding)
     elif out is None and strides == (1, 1, 1):
-        out = _conv3d_flat(x, kernel, padding, xp, _accumulator(backend, dtype))
+        out = _conv3d_flat(x, kernel, padding, xp)
     elif out is None:
         out = _conv3d_strided(x, kernel, strides, padding, xp)
     if bias is not None:
@@ -127,24 +130,8 @@ def _conv3d_cudnn(x, kernel, strides, padding):
     return _cudnn.conv3d(x, kernel, strides, pads)
 
 
-def _accumulator(backend, dtype):
-    """``accumulate(c, a, b)``: ``c += a @ b`` in place; BLAS ``gemm`` with ``beta=1`` on the CPU."""
-    if backend.name != "cpu":
-        def accumulate(c, a, b):
-            c += a @ b
-        return accumulate
-    from scipy.linalg import get_blas_funcs
-
-    gemm = get_blas_funcs("gemm", dtype=dtype)
-
-    def accumulate(c, a, b):
-        # row-major c += a @ b is column-major c.T += b.T @ a.T: every operand stays a view
-        gemm(1.0, b.T, a.T, beta=1.0, c=c.T, overwrite_c=True)
-    return accumulate
-
-
-def _conv3d_flat(x, kernel, padding, xp, accumulate):
-    """Stride-1 convolution on the flattened padded volume.
+def _conv3d_flat(x, kernel, padding, xp):
+    """Stride-1 convolution on the flattened padded volume (the device path).
 
     With ``P2, P3`` the padded lengths, the output at flat position
     ``p = i * P2 * P3 + j * P3 + k`` reads ``flat[p + a * P2 * P3 + b * P3 + c]``
@@ -175,7 +162,7 @@ def _conv3d_flat(x, kernel, padding, xp, accumulate):
             rows[...] = 0
             first = start * plane
             for shift, tap in zip(shifts, taps):
-                accumulate(rows, flat[first + shift : first + shift + count * plane], tap)
+                rows += flat[first + shift : first + shift + count * plane] @ tap
             out[n, start : start + count] = rows.reshape(count, p2, p3, c_out)[:, :o2, :o3]
     return out
 
@@ -188,7 +175,7 @@ def _conv3d_winograd(x, kernel, padding):
     ``U = G x G x G kernel`` is made once, in float64.  Extra memory: the padded
     volume and, per thread, one block of transformed tiles.
     """
-    from .._kernels import winograd
+    from .._kernels import conv
 
     c_in, c_out = kernel.shape[3:]
     pads = [conv_padding(n, 3, 1, padding) for n in x.shape[1:4]]
@@ -199,19 +186,38 @@ def _conv3d_winograd(x, kernel, padding):
     lengths = [2 * t + 2 for t in tiles]  # the padded extent the tiles read
     padded = np.zeros((lengths[0] * lengths[1] * lengths[2], c_in), dtype=x.dtype)
     interior = tuple(slice(before, before + n) for (_, before, _), n in zip(pads, x.shape[1:4]))
-    g = winograd.KERNEL_TRANSFORM
+    g = conv.KERNEL_TRANSFORM
     u = np.einsum("pa,qb,rc,abcio->pqrio", g, g, g, kernel.astype(np.float64), optimize=True)
     u = np.ascontiguousarray(u.reshape(64, c_in, c_out).astype(x.dtype))
     for n in range(x.shape[0]):
         padded.reshape(*lengths, c_in)[interior] = x[n]
-        winograd.conv3x3x3(padded, lengths[1] * lengths[2], lengths[2], tiles[1], tiles[2],
-                           tiles[0] * tiles[1] * tiles[2], u, winograd.blas_gemm(x.dtype),
-                           winograd.tiles_per_block(c_in, c_out), out[n])
+        conv.winograd3x3x3(padded, lengths[1] * lengths[2], lengths[2], tiles[1], tiles[2],
+                           tiles[0] * tiles[1] * tiles[2], u, conv.blas_gemm(x.dtype),
+                           conv.tiles_per_block(c_in, c_out), out[n])
+    return out
+
+
+def _conv3d_patches(x, kernel, strides, padding):
+    """Any other convolution on the CPU: patch rows and GEMMs in one Numba loop (``conv.patch_conv``)."""
+    from .._kernels import conv
+
+    pads = [conv_padding(n, k, s, padding) for n, k, s in zip(x.shape[1:4], kernel.shape[:3], strides)]
+    out = np.empty((x.shape[0], *(o for o, _, _ in pads), kernel.shape[4]), dtype=x.dtype)
+    if out.size == 0:
+        return out
+    weights = np.ascontiguousarray(kernel.reshape(-1, kernel.shape[4]))  # rows in (tap, channel) order
+    if kernel.shape[:3] == (1, 1, 1) and strides == (1, 1, 1):  # a pointwise kernel: one matrix product
+        np.matmul(x.reshape(-1, x.shape[4]), weights, out=out.reshape(-1, out.shape[4]))
+        return out
+    chunk = conv.rows_per_gemm(*weights.shape)
+    for n in range(x.shape[0]):
+        conv.patch_conv(x[n], kernel.shape[:3], strides, tuple(b for _, b, _ in pads), weights,
+                        conv.blas_gemm(x.dtype), chunk, out[n])
     return out
 
 
 def _conv3d_strided(x, kernel, strides, padding, xp):
-    """Strided convolution: one GEMM per tap on the strided view ``x_pad[:, o * s + tap]``."""
+    """Strided convolution (the device path): one GEMM per tap on the strided view ``x_pad[:, o * s + tap]``."""
     padded, out_shape = _padded(x, kernel.shape[:3], strides, padding, xp)
     out = xp.zeros((x.shape[0], *out_shape, kernel.shape[4]), dtype=x.dtype)
     if out.size:
@@ -230,7 +236,8 @@ def conv3d_transpose(x, kernel, bias=None, strides=1, padding: str = "same", out
     (one GEMM per tap) is then cropped from TensorFlow's ``pad_before`` of the
     forward convolution.  NumPy or CuPy, as :func:`conv3d`.
     """
-    xp = backend_of(x=x, kernel=kernel, bias=bias).xp
+    backend = backend_of(x=x, kernel=kernel, bias=bias)
+    xp = backend.xp
     x = _volume(x, "x", xp)
     kernel = v.as_array(kernel, "kernel", xp)
     if kernel.ndim != 5 or kernel.shape[4] != x.shape[4]:
@@ -251,12 +258,27 @@ def conv3d_transpose(x, kernel, bias=None, strides=1, padding: str = "same", out
     full_shape = [max((n - 1) * s + kk, before + length) for n, s, kk, before, length in
                   zip(x.shape[1:4], strides, k, befores, lengths)]
     full = xp.zeros((x.shape[0], *full_shape, kernel.shape[3]), dtype=dtype)
-    for tap in _taps(k):
-        _tap_view(full, tap, x.shape[1:4], strides)[...] += x @ kernel[tap].T
+    if xp is np and backend.name == "cpu":
+        _scatter_transpose(x, kernel, strides, full)
+    else:
+        for tap in _taps(k):
+            _tap_view(full, tap, x.shape[1:4], strides)[...] += x @ kernel[tap].T
     out = xp.ascontiguousarray(full[(slice(None),) + tuple(slice(b, b + n) for b, n in zip(befores, lengths))])
     if bias is not None:
         out += bias
     return out
+
+
+def _scatter_transpose(x, kernel, strides, full):
+    """The CPU scatter of :func:`conv3d_transpose` (``conv.transpose_conv``), one volume at a time."""
+    from .._kernels import conv
+
+    k1, k2, k3, filters, c_in = kernel.shape
+    weights = np.ascontiguousarray(kernel.transpose(0, 4, 1, 2, 3).reshape(k1, c_in, k2 * k3 * filters))
+    chunk = conv.rows_per_gemm(c_in, k2 * k3 * filters)
+    for n in range(x.shape[0]):
+        conv.transpose_conv(np.ascontiguousarray(x[n]), weights, kernel.shape[:3], strides, conv.blas_gemm(x.dtype),
+                            chunk, full[n])
 
 
 def max_pool3d(x, pool_size=2, strides=None, padding: str = "valid"):

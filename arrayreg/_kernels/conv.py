@@ -1,7 +1,8 @@
-"""Winograd F(2x2x2, 3x3x3): the CPU kernel of ``nn.functional.conv3d`` for 3x3x3 kernels at stride 1.
+"""CPU convolution kernels for ``nn.functional``: Winograd F(2x2x2, 3x3x3) for 3x3x3 kernels at stride 1,
+and the patch (im2col) and scatter loops of strided and transposed convolution.
 
-Per axis, a 4-sample input tile ``d`` and a 3-tap kernel ``g`` give 2
-correlation outputs ``y[i] = sum_k d[i + k] g[k]`` as ``y = A^T ((G g) * (B^T d))``
+Winograd F(2x2x2, 3x3x3).  Per axis, a 4-sample input tile ``d`` and a 3-tap
+kernel ``g`` give 2 correlation outputs ``y[i] = sum_k d[i + k] g[k]`` as ``y = A^T ((G g) * (B^T d))``
 (Lavin & Gray, 2016), with::
 
     B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
@@ -132,7 +133,7 @@ def gemm_arguments(count, c_in, c_out, like):
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def conv3x3x3(padded, plane, row_length, tiles2, tiles3, n_tiles, u, gemm, block, out):
+def winograd3x3x3(padded, plane, row_length, tiles2, tiles3, n_tiles, u, gemm, block, out):
     """One volume: ``out = conv3d(x, kernel)`` from the flat zero-padded ``padded`` and ``u = G x G x G kernel``.
 
     ``padded`` holds the volume at the padding offset inside ``2 * tiles + 2``
@@ -157,3 +158,91 @@ def conv3x3x3(padded, plane, row_length, tiles2, tiles3, n_tiles, u, gemm, block
         for t in range(count):
             i, j, k = tile_index(start + t, tiles2, tiles3)
             output_tile(m, t, i, j, k, s, r, out)
+
+
+# ------------------------------------------------------------------ any other convolution
+def rows_per_gemm(k, n):
+    """Rows per GEMM call of a ``(rows, k) @ (k, n)`` product: a single-threaded GEMM, and at least 1."""
+    return max(1, SINGLE_THREAD_GEMM // (k * n))
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def patch_conv(x, kernel_shape, strides, before, weights, gemm, chunk, out):
+    """``out = conv3d(x)`` of one volume ``x`` ``(d1, d2, d3, ch)`` for any kernel and strides.
+
+    Each parallel task fills the patch (im2col) rows of ``chunk`` output
+    voxels, tap by tap in ``(a, b, c)`` order: the ``ch`` values of
+    ``x[o * s + tap - before]``, zeros where that lies in the padding; then one
+    GEMM with ``weights`` ``(taps * ch, filters)`` writes those output rows.
+    Only ``chunk`` patch rows exist per thread, never the whole matrix.
+    """
+    n1, n2, n3, channels = x.shape
+    k1, k2, k3 = kernel_shape
+    o1, o2, o3, filters = out.shape
+    total = o1 * o2 * o3
+    flat_out = out.reshape(total, filters)
+    for task in prange((total + chunk - 1) // chunk):
+        first = task * chunk
+        count = min(chunk, total - first)
+        rows = np.empty((chunk, weights.shape[0]), dtype=weights.dtype)
+        for r in range(count):
+            oi, rest = divmod(first + r, o2 * o3)
+            oj, ok = divmod(rest, o3)
+            i0, j0, k0 = oi * strides[0] - before[0], oj * strides[1] - before[1], ok * strides[2] - before[2]
+            row = rows[r]
+            column = 0
+            for a in range(k1):
+                for b in range(k2):
+                    for c in range(k3):
+                        i, j, k = i0 + a, j0 + b, k0 + c
+                        if 0 <= i < n1 and 0 <= j < n2 and 0 <= k < n3:
+                            for q in range(channels):
+                                row[column + q] = x[i, j, k, q]
+                        else:
+                            for q in range(channels):
+                                row[column + q] = 0
+                        column += channels
+        no_transpose, sizes, scalars = gemm_arguments(count, weights.shape[0], filters, weights)
+        target = flat_out[first:]
+        gemm(no_transpose.ctypes, no_transpose.ctypes, sizes[0:].ctypes, sizes[1:].ctypes, sizes[2:].ctypes,
+             scalars.ctypes, weights.ctypes, sizes[3:].ctypes, rows.ctypes, sizes[4:].ctypes, scalars[1:].ctypes,
+             target.ctypes, sizes[5:].ctypes)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def transpose_conv(x, weights, kernel_shape, strides, gemm, chunk, full):
+    """``full[i * s + tap] += x[i] @ kernel[tap]^T`` (transposed convolution) of one volume, uncropped.
+
+    ``weights[a]`` is ``(ch, k2 * k3 * filters)``: every tap of kernel plane
+    ``a``.  The parallel loop runs over the planes of ``full``, so each has
+    one writer: plane ``P`` takes input plane ``i = (P - a) / s1`` through
+    kernel plane ``a``, as GEMMs of ``chunk`` input rows whose products are
+    added at ``(j * s2 + b, k * s3 + c)``.  Every (input plane, kernel plane)
+    product is made once.
+    """
+    n1, n2, n3, channels = x.shape
+    k1, k2, k3 = kernel_shape
+    s1, s2, s3 = strides
+    filters = full.shape[3]
+    width = k2 * k3 * filters
+    flat_x = x.reshape(n1, n2 * n3, channels)
+    for plane in prange(full.shape[0]):
+        products = np.empty((chunk, width), dtype=weights.dtype)
+        for a in range(k1):
+            if (plane - a) % s1 != 0 or not 0 <= (plane - a) // s1 < n1:
+                continue
+            i = (plane - a) // s1
+            for first in range(0, n2 * n3, chunk):
+                count = min(chunk, n2 * n3 - first)
+                no_transpose, sizes, scalars = gemm_arguments(count, channels, width, weights)
+                source = flat_x[i, first:]
+                gemm(no_transpose.ctypes, no_transpose.ctypes, sizes[0:].ctypes, sizes[1:].ctypes, sizes[2:].ctypes,
+                     scalars.ctypes, weights[a].ctypes, sizes[3:].ctypes, source.ctypes, sizes[4:].ctypes,
+                     scalars[1:].ctypes, products.ctypes, sizes[5:].ctypes)
+                for r in range(count):
+                    j, k = divmod(first + r, n3)
+                    for bc in range(k2 * k3):
+                        b, c = divmod(bc, k3)
+                        target = full[plane, j * s2 + b, k * s3 + c]
+                        for f in range(filters):
+                            target[f] += products[r, bc * filters + f]
