@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import arrayreg
+from arrayreg.nn.functional import conv3d, conv3d_transpose
 
 ROOT = Path(arrayreg.__file__).parent
 
@@ -27,6 +28,10 @@ def test_eight_threads_at_once_give_the_serial_results(rng):
         lambda i, d: arrayreg.integrate_dvf(d, 4),
         lambda i, d: arrayreg.resize3d(i, (11, 30, 9)),
         lambda i, d: arrayreg.resample(i, d[:, :5]),
+        # the CPU convolutions call BLAS from inside Numba's parallel loops: Winograd, patches, transposed
+        lambda i, d: conv3d(d, np.full((3, 3, 3, 3, 4), 0.1, np.float32)),
+        lambda i, d: conv3d(d, np.full((3, 3, 3, 3, 4), 0.1, np.float32), strides=2),
+        lambda i, d: conv3d_transpose(d, np.full((3, 3, 3, 4, 3), 0.1, np.float32), strides=2),
     ]
     want = [[call(*x) for call in calls] for x in inputs]
     got = [None] * 8
