@@ -149,3 +149,20 @@ def test_winograd_blocks_do_not_depend_on_their_size(rng, monkeypatch):
     for block in (1, 7, 1000):
         monkeypatch.setattr(conv, "tiles_per_block", lambda c_in, c_out, block=block: block)
         np.testing.assert_array_equal(F.conv3d(x, kernel), want)
+
+
+@pytest.mark.parametrize("layout", ["big-endian", "fortran", "strided"])
+@pytest.mark.parametrize("kernel_size, strides", [((3, 3, 3), 1), ((3, 3, 3), 2), ((2, 3, 1), 1)])
+def test_convolutions_do_not_depend_on_the_memory_layout(rng, layout, kernel_size, strides):
+    """The CPU kernels hand raw pointers to BLAS: every input must reach them native and contiguous."""
+    x = rng.standard_normal((2, 6, 7, 8, 3)).astype(np.float32)
+    kernel = rng.standard_normal(kernel_size + (3, 4)).astype(np.float32)
+    transposed = rng.standard_normal(kernel_size + (4, 3)).astype(np.float32)
+    change = {
+        "big-endian": lambda a: a.astype(a.dtype.newbyteorder(">")),
+        "fortran": np.asfortranarray,
+        "strided": lambda a: np.repeat(a, 2, axis=-1)[..., ::2],
+    }[layout]
+    np.testing.assert_array_equal(F.conv3d(change(x), change(kernel), None, strides), F.conv3d(x, kernel, None, strides))
+    np.testing.assert_array_equal(F.conv3d_transpose(change(x), change(transposed), None, strides),
+                                  F.conv3d_transpose(x, transposed, None, strides))
