@@ -29,15 +29,29 @@ from scipy import ndimage
 import arrayreg
 from arrayreg.nn.functional import conv3d
 
-try:  # optional peers (the ``bench`` extra)
-    import torch
-    import torch.nn.functional as F
-except ImportError:  # pragma: no cover - depends on the environment
-    torch = None
-try:
-    import SimpleITK as sitk
-except ImportError:  # pragma: no cover
-    sitk = None
+# Optional peers (the ``bench`` extra), imported by ``import_peers()`` once Numba's threads run.
+torch = F = sitk = None
+
+
+def import_peers():
+    """Import torch and SimpleITK when installed, after Numba has started its OpenMP threads.
+
+    Numba's OpenMP pool links the system ``libgomp.so.1.0.0``; torch bundles
+    its own ``libgomp.so.1``.  Imported first, torch would load its copy and the
+    process would run two OpenMP runtimes; imported after, torch finds the
+    runtime already loaded and shares it.
+    """
+    global torch, F, sitk
+    _parallel_copy(np.zeros(2, np.float32), np.empty(2, np.float32))  # starts Numba's threads
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:  # pragma: no cover - depends on the environment
+        pass
+    try:
+        import SimpleITK as sitk
+    except ImportError:  # pragma: no cover
+        pass
 
 SIZES = {
     "full": dict(w1=(160, 192, 224), w2=(128, 128, 128), w3=(128, 128, 128), w4_in=(80, 96, 112), w6=(64, 64, 64),
@@ -174,7 +188,7 @@ def sitk_warp(image, ddf):
     field = sitk.GetImageFromArray(ddf[0][..., ::-1].astype(np.float64), isVector=True)
     transform = sitk.DisplacementFieldTransform(field)
     out = sitk.Resample(moving, moving, transform, sitk.sitkLinear, 0.0)
-    return sitk.GetArrayViewFromImage(out)
+    return sitk.GetArrayFromImage(out)  # a copy: a view would dangle once the image is freed
 
 
 # ---------------------------------------------------------------- workloads
@@ -377,6 +391,7 @@ def main(argv=None):
 
 
 def run(args):
+    import_peers()
     bandwidth = copy_bandwidth_gbs()
     repeat = SIZES[args.size]["repeat"]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
