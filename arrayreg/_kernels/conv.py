@@ -122,14 +122,28 @@ def block_scratch(block, c_in, c_out, like):
 
 
 @njit(cache=True)
-def gemm_arguments(count, c_in, c_out, like):
-    """The by-reference arguments of the Fortran ``gemm``: "N", (m, n, k, lda, ldb, ldc), (alpha, beta)."""
+def gemm_arguments(n, k, m, like):
+    """The by-reference arguments of :func:`multiply` for ``n`` rows of ``k`` times a ``(k, m)`` matrix:
+    "N", (m, n, k, lda, ldb, ldc), (alpha, beta)."""
     no_transpose = np.full(1, ord("N"), dtype=np.uint8)
     sizes = np.empty(6, dtype=np.int32)
-    sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5] = c_out, count, c_in, c_out, c_in, c_out
+    sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5] = m, n, k, m, k, m
     scalars = np.zeros(2, dtype=like.dtype)
     scalars[0] = 1
     return no_transpose, sizes, scalars
+
+
+@njit(cache=True, nogil=True)
+def multiply(gemm, arguments, a, b, c):
+    """``c = a @ b`` through the Fortran ``gemm`` (column major), with ``arguments`` from :func:`gemm_arguments`.
+
+    Row-major ``c[:n] = b[:n] @ a`` is column-major ``c^T = a^T b^T``: ``a`` is
+    ``(k, m)``, ``b`` holds ``n`` rows of ``k`` and ``c`` ``n`` rows of ``m``, all C-contiguous.
+    """
+    no_transpose, sizes, scalars = arguments
+    gemm(no_transpose.ctypes, no_transpose.ctypes, sizes[0:].ctypes, sizes[1:].ctypes, sizes[2:].ctypes,
+         scalars.ctypes, a.ctypes, sizes[3:].ctypes, b.ctypes, sizes[4:].ctypes, scalars[1:].ctypes, c.ctypes,
+         sizes[5:].ctypes)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -150,11 +164,9 @@ def winograd3x3x3(padded, plane, row_length, tiles2, tiles3, n_tiles, u, gemm, b
         for t in range(count):
             i, j, k = tile_index(start + t, tiles2, tiles3)
             input_tile(padded, 2 * i * plane + 2 * j * row_length + 2 * k, plane, row_length, s, v, t)
-        no_transpose, sizes, scalars = gemm_arguments(count, c_in, c_out, u)
+        arguments = gemm_arguments(count, c_in, c_out, u)
         for q in range(64):
-            gemm(no_transpose.ctypes, no_transpose.ctypes, sizes[0:].ctypes, sizes[1:].ctypes, sizes[2:].ctypes,
-                 scalars.ctypes, u[q].ctypes, sizes[3:].ctypes, v[q].ctypes, sizes[4:].ctypes, scalars[1:].ctypes,
-                 m[q].ctypes, sizes[5:].ctypes)
+            multiply(gemm, arguments, u[q], v[q], m[q])
         for t in range(count):
             i, j, k = tile_index(start + t, tiles2, tiles3)
             output_tile(m, t, i, j, k, s, r, out)
@@ -202,11 +214,7 @@ def patch_conv(x, kernel_shape, strides, before, weights, gemm, chunk, out):
                             for q in range(channels):
                                 row[column + q] = 0
                         column += channels
-        no_transpose, sizes, scalars = gemm_arguments(count, weights.shape[0], filters, weights)
-        target = flat_out[first:]
-        gemm(no_transpose.ctypes, no_transpose.ctypes, sizes[0:].ctypes, sizes[1:].ctypes, sizes[2:].ctypes,
-             scalars.ctypes, weights.ctypes, sizes[3:].ctypes, rows.ctypes, sizes[4:].ctypes, scalars[1:].ctypes,
-             target.ctypes, sizes[5:].ctypes)
+        multiply(gemm, gemm_arguments(count, weights.shape[0], filters, weights), weights, rows, flat_out[first:])
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
@@ -234,11 +242,7 @@ def transpose_conv(x, weights, kernel_shape, strides, gemm, chunk, full):
             i = (plane - a) // s1
             for first in range(0, n2 * n3, chunk):
                 count = min(chunk, n2 * n3 - first)
-                no_transpose, sizes, scalars = gemm_arguments(count, channels, width, weights)
-                source = flat_x[i, first:]
-                gemm(no_transpose.ctypes, no_transpose.ctypes, sizes[0:].ctypes, sizes[1:].ctypes, sizes[2:].ctypes,
-                     scalars.ctypes, weights[a].ctypes, sizes[3:].ctypes, source.ctypes, sizes[4:].ctypes,
-                     scalars[1:].ctypes, products.ctypes, sizes[5:].ctypes)
+                multiply(gemm, gemm_arguments(count, channels, width, weights), weights[a], flat_x[i, first:], products)
                 for r in range(count):
                     j, k = divmod(first + r, n3)
                     for bc in range(k2 * k3):

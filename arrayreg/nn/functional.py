@@ -49,6 +49,28 @@ def _optional(value, name: str, xp, dtype):
     return None if value is None else v.as_array(value, name, xp).astype(dtype, copy=False)
 
 
+def _conv_operands(x, kernel, bias, strides, padding, transposed: bool):
+    """The checked operands of :func:`conv3d` / :func:`conv3d_transpose`: ``(backend, x, kernel, bias, strides)``.
+
+    ``x`` must be ``(batch, d1, d2, d3, in)`` and ``kernel`` ``(kd, kh, kw, in, filters)``,
+    or ``(kd, kh, kw, filters, in)`` when ``transposed``; all three come back in
+    the compute dtype (float64 when ``x`` or ``kernel`` is float64, else float32).
+    """
+    backend = backend_of(x=x, kernel=kernel, bias=bias)
+    xp = backend.xp
+    x = _volume(x, "x", xp)
+    kernel = v.as_array(kernel, "kernel", xp)
+    axis = 4 if transposed else 3
+    if kernel.ndim != 5 or kernel.shape[axis] != x.shape[4]:
+        expected = f"filters, {x.shape[4]}" if transposed else f"{x.shape[4]}, filters"
+        raise ValueError(f"kernel must have shape (kd, kh, kw, {expected}); got {kernel.shape}")
+    strides = _triple(strides, "strides")
+    v.check_choice(padding, "padding", PADDINGS)
+    dtype = np.result_type(x.dtype, kernel.dtype, np.float32)
+    bias = _optional(bias, "bias", xp, dtype)
+    return backend, x.astype(dtype, copy=False), kernel.astype(dtype, copy=False), bias, strides
+
+
 def conv_padding(size: int, kernel: int, stride: int, padding: str) -> tuple:
     """``(out, pad_before, pad_after)`` along one axis, TensorFlow's rule."""
     if padding == "same":
@@ -94,17 +116,8 @@ def conv3d(x, kernel, bias=None, strides=1, padding: str = "same"):
     (at stride 1 on the flattened padded volume, where each tap's operand is a
     contiguous slice, in blocks of :data:`BLOCK_ROWS` output rows).
     """
-    backend = backend_of(x=x, kernel=kernel, bias=bias)
-    xp = backend.xp
-    x = _volume(x, "x", xp)
-    kernel = v.as_array(kernel, "kernel", xp)
-    if kernel.ndim != 5 or kernel.shape[3] != x.shape[4]:
-        raise ValueError(f"kernel must have shape (kd, kh, kw, {x.shape[4]}, filters); got {kernel.shape}")
-    strides = _triple(strides, "strides")
-    v.check_choice(padding, "padding", PADDINGS)
-    dtype = np.result_type(x.dtype, kernel.dtype, np.float32)
-    x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
-    bias = _optional(bias, "bias", xp, dtype)
+    backend, x, kernel, bias, strides = _conv_operands(x, kernel, bias, strides, padding, transposed=False)
+    xp, dtype = backend.xp, x.dtype
     out = _conv3d_cudnn(x, kernel, strides, padding) if xp is not np and dtype == np.float32 else None
     if out is None and backend.name == "cpu":
         winograd = strides == (1, 1, 1) and kernel.shape[:3] == (3, 3, 3)
@@ -236,14 +249,8 @@ def conv3d_transpose(x, kernel, bias=None, strides=1, padding: str = "same", out
     (one GEMM per tap) is then cropped from TensorFlow's ``pad_before`` of the
     forward convolution.  NumPy or CuPy, as :func:`conv3d`.
     """
-    backend = backend_of(x=x, kernel=kernel, bias=bias)
-    xp = backend.xp
-    x = _volume(x, "x", xp)
-    kernel = v.as_array(kernel, "kernel", xp)
-    if kernel.ndim != 5 or kernel.shape[4] != x.shape[4]:
-        raise ValueError(f"kernel must have shape (kd, kh, kw, filters, {x.shape[4]}); got {kernel.shape}")
-    strides = _triple(strides, "strides")
-    v.check_choice(padding, "padding", PADDINGS)
+    backend, x, kernel, bias, strides = _conv_operands(x, kernel, bias, strides, padding, transposed=True)
+    xp, dtype = backend.xp, x.dtype
     k = kernel.shape[:3]
     if output_padding is None:
         lengths = [n * s + (max(kk - s, 0) if padding == "valid" else 0) for n, kk, s in zip(x.shape[1:4], k, strides)]
@@ -251,14 +258,11 @@ def conv3d_transpose(x, kernel, bias=None, strides=1, padding: str = "same", out
         extra = _triple(output_padding, "output_padding", minimum=0)
         lengths = [(n - 1) * s + kk - 2 * (kk // 2 if padding == "same" else 0) + e
                    for n, kk, s, e in zip(x.shape[1:4], k, strides, extra)]
-    dtype = np.result_type(x.dtype, kernel.dtype, np.float32)
-    x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
-    bias = _optional(bias, "bias", xp, dtype)
     befores = [conv_padding(length, kk, s, padding)[1] for length, kk, s in zip(lengths, k, strides)]
     full_shape = [max((n - 1) * s + kk, before + length) for n, s, kk, before, length in
                   zip(x.shape[1:4], strides, k, befores, lengths)]
     full = xp.zeros((x.shape[0], *full_shape, kernel.shape[3]), dtype=dtype)
-    if xp is np and backend.name == "cpu":
+    if backend.name == "cpu":
         _scatter_transpose(x, kernel, strides, full)
     else:
         for tap in _taps(k):
