@@ -9,14 +9,12 @@ under which NumPy inputs take the CUDA launch path on Numba's simulator.
 
 from __future__ import annotations
 
-import contextvars
 from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
 
-# Set by arrayreg.testing.simulated_gpu(): the launch settings of the simulated device.
-SIMULATED_GPU: contextvars.ContextVar = contextvars.ContextVar("arrayreg_simulated_gpu", default=None)
+from ._kernels.device import SIMULATED_GPU, is_device_array
 
 
 @dataclass(frozen=True)
@@ -36,11 +34,6 @@ class Backend:
         from ._kernels import cuda
 
         return cuda
-
-
-def is_device_array(value) -> bool:
-    """True for a CuPy (GPU) array, recognised without importing CuPy."""
-    return type(value).__module__.split(".")[0] == "cupy"
 
 
 def backend_of(**arrays) -> Backend:

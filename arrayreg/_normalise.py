@@ -32,3 +32,13 @@ def outside_value(dtype: np.dtype, boundary: str, fill_value):
     if boundary == "constant":
         return dtype.type(fill_value)
     return dtype.type(np.nan) if dtype.kind == "f" else dtype.type(0)
+
+
+def top_of(spatial, dtype) -> tuple:
+    """``dim - 1`` for each spatial axis as scalars of ``dtype``: the kernels' clamp limits.
+
+    A tuple of scalars travels to a CUDA kernel by value, in the launch
+    parameters, so no per-call table is copied to the device.
+    """
+    real = np.dtype(dtype).type
+    return tuple(real(n - 1) for n in spatial)

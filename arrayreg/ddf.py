@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _validation as v
 from ._backend import backend_of
-from ._normalise import kernel_array
+from ._normalise import kernel_array, top_of
 from .resample import plan_sampling
 
 
@@ -113,7 +113,7 @@ def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
     v.check_spatial_nonempty(dvf.shape[1:4], "dvf")
     spare = xp.empty_like(current)
     coords = _coordinate_table(dvf.shape[1:4], dtype, xp)
-    top = xp.asarray(np.array(dvf.shape[1:4], dtype=dtype) - dtype.type(1))
+    top = top_of(dvf.shape[1:4], dtype)
     for _ in range(num_steps):
         backend.kernels.squaring_step(current, coords, top, dtype.type(1), spare)
         current, spare = spare, current

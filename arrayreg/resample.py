@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _validation as v
 from ._backend import Backend, backend_of
-from ._normalise import kernel_array, outside_value, value_dtype
+from ._normalise import kernel_array, outside_value, top_of, value_dtype
 from .grid import get_n_bits_combinations
 
 
@@ -71,8 +71,7 @@ class SamplingPlan:
     has_channel: bool
     coord_dtype: np.dtype  # dtype of locations and weights
     out_dtype: np.dtype
-    top_host: np.ndarray  # spatial dims - 1, in coord_dtype, on the host
-    top: object  # the same on the backend's device
+    top: tuple  # spatial dims - 1, scalars of coord_dtype (kernel arguments by value: no device table)
     nearest: bool
     constant: bool
     one: np.generic
@@ -103,15 +102,13 @@ def plan_sampling(backend, vol, vol_name, n_dims, has_channel, coords, interpola
     kernel_vol = kernel_array(vol, read, backend.xp)
     if not has_channel:
         kernel_vol = kernel_vol[..., None]
-    top = np.array(spatial, dtype=compute) - compute.type(1)
     return SamplingPlan(
         backend=backend,
         vol=kernel_vol,
         has_channel=has_channel,
         coord_dtype=compute,
         out_dtype=read,
-        top_host=top,
-        top=backend.xp.asarray(top),
+        top=top_of(spatial, compute),
         nearest=nearest,
         constant=boundary == "constant",
         one=compute.type(1),
@@ -196,14 +193,14 @@ def _resample_generic(plan: SamplingPlan, loc):
     if plan.nearest:
         index = [xp.empty((batch, n_points), dtype=np.int64) for _ in range(n_dims)]
         for d in range(n_dims):
-            kernels.nearest_axis_table(axes[d], plan.top_host[d], plan.constant, index[d].reshape(-1))
+            kernels.nearest_axis_table(axes[d], plan.top[d], plan.constant, index[d].reshape(-1))
         return _gather(xp, plan.vol, batch_index, index, plan.outside)
     corners = []
     weights = []
     for d in range(n_dims):
         lo, hi = xp.empty((2, batch, n_points), dtype=np.int64)
         w_lo = xp.empty((batch, n_points), dtype=plan.coord_dtype)
-        kernels.linear_axis_table(axes[d], plan.top_host[d], plan.one, plan.constant,
+        kernels.linear_axis_table(axes[d], plan.top[d], plan.one, plan.constant,
                                   lo.reshape(-1), hi.reshape(-1), w_lo.reshape(-1))
         corners.append((lo, hi))
         weights.append(w_lo[..., None])

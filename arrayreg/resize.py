@@ -11,30 +11,34 @@ from ._normalise import kernel_array, value_dtype
 METHODS = ("bilinear", "nearest")
 
 
-def _source_positions(in_size: int, out_size: int, dtype):
-    """Half-pixel output centres ``o + 0.5`` and the scale ``in/out`` in ``dtype``.
+def _source_positions(in_size: int, out_size: int, dtype, xp):
+    """Half-pixel output centres ``o + 0.5`` (an ``xp`` array) and the scale ``in/out``, in ``dtype``.
 
     In float32 these are TensorFlow's numbers, operation for operation.
     """
     real = np.dtype(dtype).type
-    return np.arange(out_size, dtype=dtype) + real(0.5), real(in_size) / real(out_size)
+    return xp.arange(out_size, dtype=dtype) + real(0.5), real(in_size) / real(out_size)
 
 
-def linear_table(in_size: int, out_size: int, dtype):
+def linear_table(in_size: int, out_size: int, dtype, xp=np):
     """Per-axis corners and weights: ``src = (o + 0.5) * in/out - 0.5``, ``lo = max(floor(src), 0)``,
-    ``hi = min(ceil(src), in - 1)``, ``t = src - floor(src)`` (the weight of ``hi``)."""
-    centres, scale = _source_positions(in_size, out_size, dtype)
+    ``hi = min(ceil(src), in - 1)``, ``t = src - floor(src)`` (the weight of ``hi``).
+
+    Built with ``xp`` where the kernel runs (elementwise IEEE operations, one rounding each, so CuPy and
+    NumPy give the same numbers): no table is copied from the host.
+    """
+    centres, scale = _source_positions(in_size, out_size, dtype, xp)
     src = centres * scale - np.dtype(dtype).type(0.5)
-    floor = np.floor(src)
-    lo = np.maximum(floor, 0).astype(np.int64)
-    hi = np.minimum(np.ceil(src), in_size - 1).astype(np.int64)
+    floor = xp.floor(src)
+    lo = xp.maximum(floor, 0).astype(np.int64)
+    hi = xp.minimum(xp.ceil(src), in_size - 1).astype(np.int64)
     return lo, hi, src - floor
 
 
-def nearest_table(in_size: int, out_size: int) -> np.ndarray:
+def nearest_table(in_size: int, out_size: int, xp=np):
     """Per-axis source index ``min(floor((o + 0.5) * in/out), in - 1)``, computed in float32 as TensorFlow."""
-    centres, scale = _source_positions(in_size, out_size, np.float32)
-    return np.minimum(np.floor(centres * scale), in_size - 1).astype(np.int64)
+    centres, scale = _source_positions(in_size, out_size, np.float32, xp)
+    return xp.minimum(xp.floor(centres * scale), in_size - 1).astype(np.int64)
 
 
 def resize3d(image, size, method: str = "bilinear"):
@@ -88,10 +92,10 @@ def resize3d(image, size, method: str = "bilinear"):
     if out.size:
         source = kernel_array(volume, out.dtype, xp)
         if method == "nearest":
-            tables = [nearest_table(n_in, n_out) for n_in, n_out in zip(spatial, size)]
-            backend.kernels.resize3d_nearest(source, *map(xp.asarray, tables), out)
+            tables = [nearest_table(n_in, n_out, xp) for n_in, n_out in zip(spatial, size)]
+            backend.kernels.resize3d_nearest(source, *tables, out)
         else:
-            tables = [t for n_in, n_out in zip(spatial, size) for t in linear_table(n_in, n_out, out.dtype)]
-            backend.kernels.resize3d_linear(source, *map(xp.asarray, tables), out)
+            tables = [t for n_in, n_out in zip(spatial, size) for t in linear_table(n_in, n_out, out.dtype, xp)]
+            backend.kernels.resize3d_linear(source, *tables, out)
     return out.reshape(size if image.ndim == 3 else image.shape[:1] + size + image.shape[4:])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from ._backend import SIMULATED_GPU
+from ._kernels.device import LAUNCH_LOG, SIMULATED_GPU
 from ._validation import check_int
 
 
@@ -35,3 +35,21 @@ def simulated_gpu(threads_per_block: int = 32, max_blocks: int = 4):
         yield
     finally:
         SIMULATED_GPU.reset(token)
+
+
+@contextmanager
+def record_launches():
+    """Collect the signature of every CUDA kernel launch made inside the block.
+
+    Yields a set of ``(kernel_name, argument_descriptions)`` (see
+    ``arrayreg._kernels.device.describe_argument``): the Numba types each
+    kernel of ``arrayreg._kernels.cuda`` was launched with, which CI compiles
+    to PTX with NVIDIA's compiler.  Like :func:`simulated_gpu`, it applies to
+    the current thread/context only.
+    """
+    log: set = set()
+    token = LAUNCH_LOG.set(log)
+    try:
+        yield log
+    finally:
+        LAUNCH_LOG.reset(token)

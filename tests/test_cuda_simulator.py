@@ -198,3 +198,99 @@ def test_device_conv_primitives_equal_the_cpu_ones(rng, kernel_size, strides, pa
         device = F.conv3d(x, kernel, None, strides, padding), F.conv3d_transpose(x, transposed, None, strides, padding)
     for got, want in zip(device, cpu):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+IMAGE_DTYPES = ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float16",
+                "float32", "float64"]
+SAMPLERS = {
+    "resample3d": lambda image, ddf, grid, **mode: arrayreg.resample(image, grid + ddf, **mode),
+    "resample2d": lambda image, ddf, grid, **mode: arrayreg.resample(image[:, 0], (grid + ddf)[:, 0, ..., 1:],
+                                                                     **mode),
+    "resample1d": lambda image, ddf, grid, **mode: arrayreg.resample(image[:, 0, 0], (grid + ddf)[:, 0, 0, :, 2:],
+                                                                     **mode),
+    "warp": lambda image, ddf, grid, **mode: arrayreg.warp_image_ddf(image, ddf, **mode),
+    "warp_grid_ref": lambda image, ddf, grid, **mode: arrayreg.warp_image_ddf(image, ddf, grid, **mode),
+}
+
+
+def typed_inputs(rng, image_dtype, coordinate_dtype, channels):
+    """A small image of ``image_dtype`` (values 0..5), a DDF reaching outside it, and a shifted grid."""
+    image = rng.integers(0, 6, (2, 5, 4, 6) + ((channels,) if channels else ())).astype(image_dtype)
+    ddf = rng.uniform(-3, 3, (2, 3, 4, 5, 3)).astype(coordinate_dtype)
+    ddf[0, 0, 0, 0] = [np.nan, 1, 1]
+    grid = (1.2 * arrayreg.get_reference_grid((3, 4, 5)) - 0.3)[None].astype(coordinate_dtype)
+    return image, ddf, grid
+
+
+def as_label_dtype(values, dtype, coordinate_dtype="float32"):
+    """Nearest-interpolated float64 values as a label map of ``dtype`` would hold them (NaN reads as 0).
+
+    float16 images are read in the compute dtype (float32, or float64 with float64 coordinates).
+    """
+    if np.dtype(dtype).kind in "biu":
+        values = np.nan_to_num(values, nan=0.0)
+    return values.astype(np.result_type(np.float32, coordinate_dtype) if dtype == "float16" else dtype)
+
+
+@pytest.mark.parametrize("call", sorted(SAMPLERS))
+@pytest.mark.parametrize("coordinate_dtype", ["float32", "float64"])
+@pytest.mark.parametrize("image_dtype", IMAGE_DTYPES)
+def test_nearest_in_every_dtype_picks_the_cpu_voxels(rng, call, coordinate_dtype, image_dtype):
+    """Label maps of every dtype, in both boundaries and with 1 to 5 channels, on the CUDA path.
+
+    Nearest only copies voxels, so the reference is the CPU result for the
+    same image in float64, held in the label dtype (one CPU compilation per
+    coordinate dtype instead of one per image dtype).  This is also what makes
+    the simulator pass launch, and the compile gate compile, every image dtype.
+    """
+    for channels, boundary in [(None, "clamp"), (1, "constant"), (3, "clamp"), (5, "constant")]:
+        image, ddf, grid = typed_inputs(rng, image_dtype, coordinate_dtype, channels)
+        mode = dict(interpolation="nearest", boundary=boundary, fill_value=1)
+        want = as_label_dtype(SAMPLERS[call](image.astype(np.float64), ddf, grid, **mode), image_dtype,
+                              coordinate_dtype)
+        with simulated_gpu(threads_per_block=16, max_blocks=3):
+            got = SAMPLERS[call](image, ddf, grid, **mode)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("call", sorted(SAMPLERS))
+@pytest.mark.parametrize("coordinate_dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("image_dtype", ["uint8", "float16", "float32", "float64"])
+def test_linear_in_every_float_dtype_equals_the_cpu(rng, call, coordinate_dtype, image_dtype):
+    for channels, boundary in [(None, "clamp"), (2, "constant"), (4, "clamp")]:
+        image, ddf, grid = typed_inputs(rng, image_dtype, coordinate_dtype, channels)
+        mode = dict(boundary=boundary, fill_value=-0.5)
+        cpu = SAMPLERS[call](image, ddf, grid, **mode)
+        with simulated_gpu(threads_per_block=16, max_blocks=3):
+            gpu = SAMPLERS[call](image, ddf, grid, **mode)
+        assert gpu.dtype == cpu.dtype
+        np.testing.assert_array_equal(gpu, cpu)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_grid_resize_and_integration_in_every_float_dtype_equal_the_cpu(rng, dtype):
+    image = rng.standard_normal((1, 4, 5, 6, 2)).astype(dtype)
+    dvf = rng.uniform(-1, 1, (1, 5, 6, 7, 3)).astype(dtype)
+    runs = [
+        lambda: arrayreg.integrate_dvf(dvf, 3),
+        lambda: arrayreg.warp_grid(dvf[0], np.eye(4, 3, dtype=dtype)[None] * 1.1),
+        lambda: arrayreg.resize3d(image, (7, 3, 9)),
+        lambda: arrayreg.resize3d(image, (7, 3, 9), "nearest"),
+    ]
+    for run in runs:
+        cpu = run()
+        with simulated_gpu(threads_per_block=16, max_blocks=3):
+            gpu = run()
+        assert gpu.dtype == cpu.dtype
+        np.testing.assert_array_equal(gpu, cpu)
+
+
+@pytest.mark.parametrize("dtype", IMAGE_DTYPES)
+def test_resize_nearest_in_every_dtype_picks_the_cpu_voxels(rng, dtype):
+    image = rng.integers(0, 6, (2, 4, 5, 3)).astype(dtype)
+    want = as_label_dtype(arrayreg.resize3d(image.astype(np.float64), (3, 7, 5), "nearest"), dtype)
+    with simulated_gpu(threads_per_block=16, max_blocks=3):
+        got = arrayreg.resize3d(image, (3, 7, 5), "nearest")
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)

@@ -10,7 +10,7 @@ from numba import njit, prange
 
 from . import formulas
 
-_F = formulas.build(njit(inline="always"))
+_F = formulas.build(njit(inline="always"), np.ceil)
 linear_axis = _F.linear_axis
 nearest_axis = _F.nearest_axis
 sample_point2 = _F.sample_point2
@@ -183,10 +183,13 @@ def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords,
 
 
 @njit(inline="always")
-def row_scratch(f3, n_units, offset_type, unit_type, value_type, top):
-    """Per-task scratch of :func:`warp_row`: offsets, weights, and the corner values as units and as values."""
+def row_scratch(f3, n_units, offset_type, unit_type, value_type):
+    """Per-task scratch of :func:`warp_row`: offsets, weights, and the corner values as units and as values.
+
+    The weights take ``value_type``'s dtype: the row kernels read the image in the coordinate dtype.
+    """
     offsets = np.empty((8, f3), dtype=offset_type.dtype)
-    weights = np.empty((3, f3), dtype=top.dtype)
+    weights = np.empty((3, f3), dtype=value_type.dtype)
     unit_values = np.empty((8, f3 * n_units), dtype=unit_type.dtype)
     values = unit_values.reshape(-1).view(value_type.dtype).reshape(8, -1)
     return offsets, weights, unit_values, values
@@ -201,7 +204,7 @@ def _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one,
     disp, dst = ddf.reshape(-1), out.reshape(-1)
     for t in prange(n_batch * f1):
         b = t // f1
-        offsets, weights, unit_values, values = row_scratch(f3, n_units, offset_type, units, image, top)
+        offsets, weights, unit_values, values = row_scratch(f3, n_units, offset_type, units, image)
         xi = coords[t - b * f1]
         for j in range(f2):
             row = (t * f2 + j) * f3
@@ -251,7 +254,7 @@ def _squaring_step(src, coords, top, one, offset_type, dst):
     flat_src, flat_dst = src.reshape(-1), dst.reshape(-1)
     for t in prange(n_batch * f1):
         b = t // f1
-        offsets, weights, unit_values, values = row_scratch(f3, 3, offset_type, src, src, top)
+        offsets, weights, unit_values, values = row_scratch(f3, 3, offset_type, src, src)
         xi = coords[t - b * f1]
         for j in range(f2):
             row = 3 * (t * f2 + j) * f3

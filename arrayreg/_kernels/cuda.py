@@ -1,23 +1,33 @@
 """Numba-CUDA kernels (grid-stride, one thread per output point) and their launch code.
 
 The kernels call the same formulas as the CPU loops, compiled with
-``cuda.jit(device=True)``.  The launch functions mirror ``cpu``'s kernels
-argument for argument, so the public functions call either module the same
-way.  Arrays are CuPy arrays (passed through ``__cuda_array_interface__``) and
-kernels launch on CuPy's current stream; under ``arrayreg.testing.simulated_gpu``
-(a process started with ``NUMBA_ENABLE_CUDASIM=1``) they are NumPy arrays and
-the block size can be made small so that grid-stride loops span several blocks.
-This module is imported only when a CUDA call happens.
+``cuda.jit(device=True)`` (and ``math.ceil``, the CUDA spelling of the float
+ceiling).  The launch functions mirror ``cpu``'s kernels argument for
+argument, so the public functions call either module the same way.
+
+Arrays are CuPy arrays, handed to Numba with ``as_cuda_array(sync=False)``:
+the kernel is launched on CuPy's current stream, the stream that produced
+them, so Numba's default host synchronisation on the exported stream would
+only stall the host.  Small per-call values (``top``, the fill value) are
+scalars or tuples passed by value; nothing is copied from the host per call.
+Under ``arrayreg.testing.simulated_gpu`` (a process started with
+``NUMBA_ENABLE_CUDASIM=1``) the arrays are NumPy arrays and the block size can
+be made small so that grid-stride loops span several blocks.  Every launch
+signature can be recorded (``arrayreg.testing.record_launches``), which is how
+CI compiles exactly what the dispatch code launches to PTX.  This module is
+imported only when a CUDA call happens.
 """
 
 from __future__ import annotations
 
+import math
+
 from numba import cuda
 
-from .._backend import SIMULATED_GPU, is_device_array
 from . import formulas
+from .device import SIMULATED_GPU, is_device_array, record_launch
 
-_F = formulas.build(cuda.jit(device=True))
+_F = formulas.build(cuda.jit(device=True), math.ceil)
 linear_axis = _F.linear_axis
 nearest_axis = _F.nearest_axis
 resize_point_linear = _F.resize_point_linear
@@ -30,7 +40,12 @@ MAX_BLOCKS = 65535
 
 
 def _launch(kernel, n_threads, *args):
-    """Launch ``kernel`` over ``n_threads`` grid-stride threads on the current stream."""
+    """Launch ``kernel`` over ``n_threads`` grid-stride threads on CuPy's current stream.
+
+    Device arrays go to Numba without a host synchronisation (same stream);
+    the launch signature is recorded when a launch log is active.
+    """
+    record_launch(kernel.py_func.__name__, args)
     settings = SIMULATED_GPU.get()
     threads, max_blocks = (THREADS_PER_BLOCK, MAX_BLOCKS) if settings is None else settings
     blocks = max(1, min((n_threads + threads - 1) // threads, max_blocks))
@@ -38,6 +53,7 @@ def _launch(kernel, n_threads, *args):
         import cupy
 
         stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+        args = [cuda.as_cuda_array(a, sync=False) if is_device_array(a) else a for a in args]
         kernel[blocks, threads, stream](*args)
     else:
         kernel[blocks, threads](*args)

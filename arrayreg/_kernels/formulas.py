@@ -1,14 +1,22 @@
 """Scalar formulas shared by every kernel (one definition, compiled per target).
 
 Everything here works on one output point and never validates: the public
-functions have already checked shapes, dtypes and options.  ``build(jit)``
+functions have already checked shapes, dtypes and options.  ``build(jit, ceil)``
 compiles the same source for one target: ``njit(inline="always")`` for the
 CPU loops, ``cuda.jit(device=True)`` for the CUDA kernels, so the two backends
 cannot drift apart.
 
+The one operation the targets spell differently is the float ceiling: NumPy's
+``np.ceil`` has no lowering on the CUDA target, and ``math.ceil`` returns an
+int64 under ``njit`` but a float (``ceilf``/``ceil``) on CUDA.  ``build``
+therefore takes it as an argument: ``np.ceil`` for the CPU, ``math.ceil`` for
+CUDA.  Both return the exact ceiling, so the results agree bit for bit.  Floor
+is never needed: every rounding-down here is of a number ``>= 0``, where
+conversion to int64 (truncation) is the floor.
+
 Conventions
 -----------
-``top`` is ``dim - 1`` as a float of the compute dtype, ``one`` is ``1`` in
+``top`` is the tuple of ``dim - 1`` per axis, floats of the compute dtype, ``one`` is ``1`` in
 the compute dtype (kept as a value so that no float64 literal promotes a
 float32 computation).  An index of ``-1`` marks a corner that lies outside the
 volume: it contributes ``outside`` (the fill value).
@@ -32,8 +40,8 @@ from types import SimpleNamespace
 import numpy as np
 
 
-def build(jit):
-    """Compile every formula with ``jit``; returns a namespace of the compiled functions."""
+def build(jit, ceil):
+    """Compile every formula with ``jit`` and the target's float ``ceil``; returns a namespace of them."""
 
     @jit
     def linear_axis(c, top, one, constant):
@@ -41,7 +49,7 @@ def build(jit):
         if constant:
             if not (c > -one and c < top + one):
                 return -1, -1, one
-            hi_f = np.ceil(c)
+            hi_f = ceil(c)
             hi = np.int64(hi_f)
             lo = hi - 1
             if hi_f > top:
@@ -53,7 +61,7 @@ def build(jit):
             c = top - top
         elif c > top:
             c = top
-        hi_f = np.ceil(c)
+        hi_f = ceil(c)
         hi = np.int64(hi_f)
         lo = hi - 1 if hi > 0 else hi
         return lo, hi, hi_f - c
@@ -61,7 +69,10 @@ def build(jit):
 
     @jit
     def nearest_axis(c, top, constant):
-        """Index of the nearest voxel, rounding half up: ``floor(c + 1/2)``; ``-1`` when outside or NaN."""
+        """Index of the nearest voxel, rounding half up: ``floor(c + 1/2)``; ``-1`` when outside or NaN.
+
+        Past the checks ``c + 1/2 >= 0``, so the int64 conversion (truncation) is the floor.
+        """
         if c != c:
             return -1
         if constant:
@@ -71,7 +82,7 @@ def build(jit):
             return 0
         elif c >= top:
             return np.int64(top)
-        return np.int64(np.floor(np.float64(c) + 0.5))
+        return np.int64(np.float64(c) + 0.5)
 
 
     @jit

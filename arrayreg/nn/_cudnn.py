@@ -5,9 +5,19 @@ route.  :func:`conv3d` builds (once per shape) a one-node graph, a cross
 correlation on channels-last tensors with TensorFlow's ``pre``/``post``
 padding, keeps only plans without the TENSOR_CORE / DOWN_CONVERT_INPUTS
 numerical notes (no TF32, so results are float32 sums like the cuBLAS path),
-and runs it on CuPy's current stream.  Any failure of the binding (missing
-library, unsupported shape, an API difference between frontend versions) is
-reported once as a ``RuntimeWarning`` and the caller falls back to cuBLAS.
+and runs it on CuPy's current stream.
+
+The frontend imports without the cuDNN library (``nvidia-cudnn-cu12`` or
+``-cu13``, which the ``cudnn`` extras install), so :func:`binding` asks the
+library for its version before it says yes; without a usable library the
+caller takes the cuBLAS path quietly.  Plans are walked in the heuristics'
+order and the first that builds is used: a plan that raises (a deselected
+TF32 plan, an engine that declines the shape) is skipped, not fatal.
+TensorFlow's asymmetric "same" padding (stride 2, even size: one more voxel
+after than before) goes to cuDNN as separate pre- and post-padding.  Any other
+failure (an unsupported shape, an API difference between frontend versions)
+is reported once per shape as a ``RuntimeWarning`` and that shape falls back
+to cuBLAS.
 """
 
 from __future__ import annotations
@@ -18,10 +28,16 @@ import warnings
 
 @functools.lru_cache(maxsize=1)
 def binding():
-    """The ``cudnn`` frontend module, or None when it cannot be imported (or its library cannot load)."""
+    """The ``cudnn`` frontend module, or None when it cannot be imported or its library cannot be used.
+
+    Importing the frontend proves nothing (it loads ``libcudnn`` lazily), so
+    the library is asked for its version (``cudnn.backend_version()``).
+    """
     try:
         import cudnn
-    except Exception:  # noqa: BLE001 - ImportError or a shared-library load error: no cuDNN path
+
+        cudnn.backend_version()
+    except Exception:  # noqa: BLE001 - ImportError, a missing libcudnn or a failing load: no cuDNN path
         return None
     return cudnn
 
@@ -59,8 +75,19 @@ def _plan(device, x_shape, w_shape, out_shape, strides, pre, post):
     graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
     graph.deselect_numeric_notes([cudnn.numerical_note.TENSOR_CORE, cudnn.numerical_note.DOWN_CONVERT_INPUTS])
     graph.check_support()
-    graph.build_plans()
+    _build_first_plan(graph)
     return graph, tensors["x"], tensors["w"], y
+
+
+def _build_first_plan(graph) -> int:
+    """Build and select the first plan, in heuristic order, that builds; plans that raise are skipped."""
+    for index in range(graph.get_execution_plan_count()):
+        try:
+            graph.build_plan_at_index(index)
+        except Exception:  # noqa: BLE001 - a deselected (TF32) or declining plan: try the next one
+            continue
+        return index
+    raise RuntimeError("no cuDNN execution plan without TF32 builds for this convolution")
 
 
 _failed: set = set()
