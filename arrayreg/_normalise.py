@@ -37,8 +37,15 @@ def outside_value(dtype: np.dtype, boundary: str, fill_value):
 def top_of(spatial, dtype) -> tuple:
     """``dim - 1`` for each spatial axis as scalars of ``dtype``: the kernels' clamp limits.
 
-    A tuple of scalars travels to a CUDA kernel by value, in the launch
-    parameters, so no per-call table is copied to the device.
+    Where ``dim - 1`` is not representable (float32 axes longer than 2**24),
+    the nearest value *below* it is taken, so that a clamped coordinate's
+    ``ceil`` never indexes past the axis.  A tuple of scalars travels to a
+    CUDA kernel by value, in the launch parameters, so no per-call table is
+    copied to the device.
     """
     real = np.dtype(dtype).type
-    return tuple(real(n - 1) for n in spatial)
+    tops = []
+    for n in spatial:
+        top = real(n - 1)
+        tops.append(top if int(top) <= n - 1 else np.nextafter(top, real(0)))
+    return tuple(tops)

@@ -34,8 +34,8 @@ def as_coordinates(value, name: str, xp=np):
 
 
 def compute_dtype(*arrays: np.ndarray) -> np.dtype:
-    """float64 when any input is float64, otherwise float32 (float16 computes in float32)."""
-    if any(a is not None and a.dtype == np.float64 for a in arrays):
+    """float64 when any input is float64 (either byte order), otherwise float32 (float16 computes in float32)."""
+    if any(a is not None and a.dtype.kind == "f" and a.dtype.itemsize == 8 for a in arrays):
         return np.dtype(np.float64)
     return np.dtype(np.float32)
 

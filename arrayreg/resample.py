@@ -150,7 +150,9 @@ def resample(vol, loc, interpolation: str = "linear", *, boundary: str = "clamp"
 
     Non-finite coordinates never read out of bounds: with ``clamp`` a NaN
     coordinate gives NaN (0 for integer images with nearest) and ``±inf`` is
-    clipped to the edge; with ``constant`` they give ``fill_value``.
+    clipped to the edge; with ``constant`` they give ``fill_value``.  On an
+    axis longer than 2**24 with float32 coordinates, where ``dim - 1`` is not
+    a float32, the clip limit is the largest float32 below it.
     """
     backend = backend_of(vol=vol, loc=loc)
     vol = v.as_array(vol, "vol", backend.xp)

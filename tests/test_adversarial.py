@@ -218,3 +218,39 @@ def test_index_arithmetic_beyond_two_to_the_31_elements():
     np.testing.assert_array_equal(out[0], [7, 5, 9, 7])
     linear = arrayreg.resample(labels, np.array([[[2047, 1023, 1038.5]]], np.float64))
     assert linear[0, 0] == 3.5
+
+
+def test_big_endian_float64_keeps_float64(rng):
+    """NIfTI files from big-endian machines and FITS files load as '>f8': the result stays float64."""
+    image = rng.standard_normal((1, 4, 5, 6))
+    ddf = rng.uniform(-1, 1, (1, 4, 5, 6, 3))
+    big_image, big_ddf = image.astype(">f8"), ddf.astype(">f8")
+    runs = {
+        "warp_image_ddf": lambda i, d: arrayreg.warp_image_ddf(i, d),
+        "resample": lambda i, d: arrayreg.resample(i, d),
+        "resize3d": lambda i, d: arrayreg.resize3d(i, (3, 7, 5)),
+        "warp_grid": lambda i, d: arrayreg.warp_grid(d[0], np.eye(4, 3)[None].astype(d.dtype)),
+        "integrate_dvf": lambda i, d: arrayreg.integrate_dvf(d, 3),
+    }
+    for name, run in runs.items():
+        got, want = run(big_image, big_ddf), run(image, ddf)
+        assert got.dtype == np.float64, name
+        np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def test_an_axis_longer_than_2_to_the_24_is_never_indexed_past_its_end():
+    """float32 rounds 2**24 + 3 up to 2**24 + 4: a clamped coordinate must still index at most dim - 1.
+
+    Past the end of batch 0's axis lies batch 1 (all 7), so an index of ``dim`` would read 7.
+    """
+    n = 2**24 + 4
+    vol = np.full((2, n, 1, 1), 7, np.uint8)
+    vol[0] = 5
+    loc = np.array([[[np.inf, 0, 0]], [[0, 0, 0]]], np.float32)
+    np.testing.assert_array_equal(arrayreg.resample(vol, loc, "nearest")[:, 0], [5, 7])
+    np.testing.assert_array_equal(arrayreg.resample(vol, loc)[:, 0], [5, 7])
+    np.testing.assert_array_equal(arrayreg.resample(vol, loc, boundary="constant", fill_value=0)[:, 0], [0, 7])
+    ddf = np.zeros((2, 1, 1, 1, 3), np.float32)
+    ddf[0, 0, 0, 0, 0] = 1e30
+    np.testing.assert_array_equal(arrayreg.warp_image_ddf(vol, ddf, interpolation="nearest").ravel(), [5, 7])
+    np.testing.assert_array_equal(arrayreg.warp_image_ddf(vol, ddf).ravel(), [5, 7])
