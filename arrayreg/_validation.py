@@ -15,13 +15,24 @@ BOUNDARIES = ("clamp", "constant")
 
 
 def as_array(value, name: str, xp=np):
-    """Convert ``value`` (an array or nested lists) to an array of numbers of module ``xp``."""
+    """Convert ``value`` (an array or nested lists) to an array of numbers of module ``xp``.
+
+    Masked arrays are refused rather than silently unmasked (a masked 1e30
+    displacement would be used), and so are floats wider than 64 bits
+    (``np.longdouble``), which no kernel computes in.
+    """
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array, whose mask arrayreg would ignore; "
+                        f"pass {name}.filled(fill_value) (or the .data you mean) instead")
     try:
         array = xp.asarray(value)
     except (TypeError, ValueError) as error:
         raise TypeError(f"{name} must be an array of numbers; got {type(value).__name__}") from error
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers (bool, int or float); got dtype {array.dtype}")
+    if array.dtype.kind == "f" and array.dtype.itemsize > 8:
+        raise TypeError(f"{name} must be float16, float32 or float64; got {array.dtype} (np.longdouble): "
+                        f"convert it with .astype(np.float64)")
     return array
 
 

@@ -254,3 +254,23 @@ def test_an_axis_longer_than_2_to_the_24_is_never_indexed_past_its_end():
     ddf[0, 0, 0, 0, 0] = 1e30
     np.testing.assert_array_equal(arrayreg.warp_image_ddf(vol, ddf, interpolation="nearest").ravel(), [5, 7])
     np.testing.assert_array_equal(arrayreg.warp_image_ddf(vol, ddf).ravel(), [5, 7])
+
+
+def test_longdouble_is_refused_naming_the_argument(rng):
+    image = rng.standard_normal((1, 3, 4, 5)).astype(np.longdouble)
+    ddf = np.zeros((1, 3, 4, 5, 3), np.float32)
+    if np.dtype(np.longdouble).itemsize <= 8:
+        pytest.skip("np.longdouble is float64 on this platform")
+    with pytest.raises(TypeError, match="image must be float16, float32 or float64; got float128"):
+        arrayreg.resize3d(image, (2, 2, 2), "nearest")
+    with pytest.raises(TypeError, match="vol must be float16, float32 or float64"):
+        arrayreg.resample(image, ddf, "nearest")
+    with pytest.raises(TypeError, match="ddf must be float16, float32 or float64"):
+        arrayreg.warp_image_ddf(image.astype(np.float32), ddf.astype(np.longdouble))
+
+
+def test_masked_arrays_are_refused_naming_the_argument(rng):
+    ddf = np.ma.masked_greater(np.zeros((1, 3, 4, 5, 3), np.float32), 1.0)
+    ddf[0, 0, 0, 0, 0] = np.ma.masked
+    with pytest.raises(TypeError, match="ddf is a masked array"):
+        arrayreg.warp_image_ddf(np.zeros((1, 3, 4, 5), np.float32), ddf)

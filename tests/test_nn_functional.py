@@ -166,3 +166,11 @@ def test_convolutions_do_not_depend_on_the_memory_layout(rng, layout, kernel_siz
     np.testing.assert_array_equal(F.conv3d(change(x), change(kernel), None, strides), F.conv3d(x, kernel, None, strides))
     np.testing.assert_array_equal(F.conv3d_transpose(change(x), change(transposed), None, strides),
                                   F.conv3d_transpose(x, transposed, None, strides))
+
+
+def test_an_integer_kernel_keeps_float32():
+    """The compute dtype is float64 only when x or kernel is float64: an int64 kernel computes in float32."""
+    x = np.ones((1, 4, 4, 4, 2), np.float32)
+    out = F.conv3d(x, np.ones((3, 3, 3, 2, 3), np.int64), np.zeros(3, np.int64))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out[0, 1, 1, 1], [54.0, 54.0, 54.0])  # 27 taps x 2 channels x 1 x 1

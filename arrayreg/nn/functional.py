@@ -66,7 +66,7 @@ def _conv_operands(x, kernel, bias, strides, padding, transposed: bool):
         raise ValueError(f"kernel must have shape (kd, kh, kw, {expected}); got {kernel.shape}")
     strides = _triple(strides, "strides")
     v.check_choice(padding, "padding", PADDINGS)
-    dtype = np.result_type(x.dtype, kernel.dtype, np.float32)
+    dtype = v.compute_dtype(x, kernel)
     bias = _optional(bias, "bias", xp, dtype)
     return backend, x.astype(dtype, copy=False), kernel.astype(dtype, copy=False), bias, strides
 
