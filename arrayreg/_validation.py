@@ -65,7 +65,12 @@ def check_choice(value, name: str, choices) -> str:
 
 
 def check_fill_value(fill_value, dtype: np.dtype):
-    """Return ``fill_value`` as a scalar of ``dtype``; integer outputs need an exact integer."""
+    """Return ``fill_value`` as a scalar of ``dtype``.
+
+    Integer outputs need an exact integer of their range.  Float outputs need
+    a value that stays finite in ``dtype`` (an infinite fill times a zero
+    weight would turn whole neighbourhoods into NaN); NaN itself is allowed.
+    """
     if isinstance(fill_value, (bool, np.bool_)) or not isinstance(fill_value, numbers.Real):
         raise TypeError(f"fill_value must be a real number; got {fill_value!r}")
     if dtype.kind in "biu":
@@ -75,7 +80,13 @@ def check_fill_value(fill_value, dtype: np.dtype):
             raise ValueError(
                 f"fill_value must be an integer in [{low}, {high}] for a {dtype} image; got {fill_value!r}"
             )
-    return dtype.type(fill_value)
+        return dtype.type(fill_value)
+    with np.errstate(over="ignore"):
+        value = dtype.type(fill_value)
+    if np.isinf(value):
+        raise ValueError(f"fill_value must be finite in the output dtype {dtype} (|fill_value| <= "
+                         f"{np.finfo(dtype).max:.6g}; NaN is allowed); got {fill_value!r}")
+    return value
 
 
 def check_size3(size, name: str = "size") -> tuple:

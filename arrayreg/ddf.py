@@ -148,8 +148,8 @@ def random_ddf(shape, max_displacement: float, smoothness: float, seed=None, bat
     from .resize import resize3d
 
     shape = v.check_size3(shape, "shape")
-    if not (_finite(max_displacement) and max_displacement >= 0):
-        raise ValueError(f"max_displacement must be a finite number >= 0; got {max_displacement!r}")
+    if not (_finite(max_displacement) and 0 <= max_displacement <= float(np.finfo(np.float32).max)):
+        raise ValueError(f"max_displacement must be a finite float32 number >= 0; got {max_displacement!r}")
     if not (_finite(smoothness) and smoothness > 0):
         raise ValueError(f"smoothness must be a finite number > 0; got {smoothness!r}")
     batch_size = v.check_int(batch_size, "batch_size", 1)

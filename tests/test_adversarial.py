@@ -274,3 +274,18 @@ def test_masked_arrays_are_refused_naming_the_argument(rng):
     ddf[0, 0, 0, 0, 0] = np.ma.masked
     with pytest.raises(TypeError, match="ddf is a masked array"):
         arrayreg.warp_image_ddf(np.zeros((1, 3, 4, 5), np.float32), ddf)
+
+
+def test_a_fill_value_that_overflows_the_output_dtype_is_refused(rng):
+    image = rng.standard_normal((1, 3, 4, 5)).astype(np.float32)
+    ddf = np.full((1, 3, 4, 5, 3), 10.0, np.float32)
+    for fill in (1e300, -np.inf, np.inf):
+        with pytest.raises(ValueError, match="fill_value must be finite in the output dtype float32"):
+            arrayreg.warp_image_ddf(image, ddf, boundary="constant", fill_value=fill)
+    assert np.all(arrayreg.warp_image_ddf(image.astype(np.float64), ddf, boundary="constant", fill_value=1e300) == 1e300)
+    assert np.all(np.isnan(arrayreg.warp_image_ddf(image, ddf, boundary="constant", fill_value=np.nan)))
+
+
+def test_random_ddf_refuses_a_displacement_beyond_float32():
+    with pytest.raises(ValueError, match="max_displacement must be a finite float32 number"):
+        arrayreg.random_ddf((4, 4, 4), 1e39, 2.0, seed=0)
