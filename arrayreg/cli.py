@@ -64,6 +64,9 @@ def _output_path(out: str, default_name: str) -> Path:
     """DeepReg's rule: an --out that is not a .nii/.nii.gz file means ``dirname(out)/default_name``."""
     if not out:
         return Path(default_name)
+    if out == "-":
+        raise CommandError("--out - (standard output) is not supported: NIfTI needs a file; "
+                           "give a path ending in .nii or .nii.gz")
     if not (out.endswith(".nii") or out.endswith(".nii.gz")):
         target = Path(os.path.dirname(out)) / default_name
         print(f"arrayreg: --out should end with .nii or .nii.gz; writing {target}", file=sys.stderr)
@@ -88,6 +91,7 @@ def cmd_warp(args) -> None:
     if several:
         folder = Path(args.out or ".")
         targets = [folder / f"warped_{Path(p).name}" for p in args.image]
+        _refuse_collisions(args.image, targets)
     else:
         targets = [_output_path(args.out, "warped.nii.gz")]
     images = [_load_image(path) for path in args.image]
@@ -100,6 +104,16 @@ def cmd_warp(args) -> None:
     for target, result in zip(targets, results):
         io.save_nifti(target, result, like=ddf_image)
         print(f"wrote {target}")
+
+
+def _refuse_collisions(inputs, targets) -> None:
+    """Several inputs with the same file name would overwrite each other's output: say which, before any work."""
+    first = {}
+    for source, target in zip(inputs, targets):
+        if target in first:
+            raise CommandError(f"{first[target]} and {source} would both be written to {target}; "
+                               "give images with distinct file names, or warp them one at a time")
+        first[target] = source
 
 
 def _progress(items, label, show):

@@ -129,7 +129,8 @@ def random_ddf(shape, max_displacement: float, smoothness: float, seed=None, bat
     """A smooth random DDF of shape ``(batch_size, *shape, 3)`` with every component in ``[-max, max]``.
 
     Control points ``U(-1, 1)`` on a coarse grid of
-    ``max(2, ceil(dim / smoothness) + 1)`` points per axis are upsampled with
+    ``max(2, min(ceil(dim / smoothness), dim) + 1)`` points per axis (so a
+    smoothness below one voxel allocates no more than one does) are upsampled with
     :func:`resize3d` (bilinear, a convex combination, so the bound holds) and
     scaled by ``max_displacement``.  Larger ``smoothness`` (in voxels between
     control points) gives smoother fields.
@@ -153,7 +154,8 @@ def random_ddf(shape, max_displacement: float, smoothness: float, seed=None, bat
     if not (_finite(smoothness) and smoothness > 0):
         raise ValueError(f"smoothness must be a finite number > 0; got {smoothness!r}")
     batch_size = v.check_int(batch_size, "batch_size", 1)
-    coarse = tuple(max(2, int(np.ceil(n / smoothness)) + 1) for n in shape)
+    # At most one control point per voxel (plus one): a smoothness below 1 cannot make the field rougher.
+    coarse = tuple(max(2, int(min(np.ceil(n / smoothness), n)) + 1) for n in shape)
     control = _random_source(seed).uniform(-1.0, 1.0, (batch_size,) + coarse + (3,)).astype(np.float32)
     if xp is not None:
         control = xp.asarray(control)

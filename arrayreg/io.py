@@ -48,6 +48,8 @@ def load_ddf(path) -> tuple:
         data = data[:, :, :, 0, :]
     if not (data.ndim == 4 and data.shape[-1] == 3):
         raise NiftiError(f"{path}: a DDF must have shape (f1, f2, f3, 3) or (f1, f2, f3, 1, 3), got {data.shape}")
+    if data.dtype.kind == "c":
+        raise NiftiError(f"{path}: a DDF must hold real numbers; got complex values ({data.dtype})")
     if data.dtype.kind != "f":
         data = data.astype(np.float32)
     return data, image

@@ -133,3 +133,32 @@ def test_out_that_is_not_nifti_follows_deepreg(files, capsys, monkeypatch):
 def test_top_level_help_has_examples():
     out = subprocess.run([sys.executable, "-m", "arrayreg", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "examples:" in out.stdout and "demo" in out.stdout
+
+
+def test_a_complex_ddf_file_is_refused(files, capsys):
+    path = files["tmp"] / "complex.nii.gz"
+    nib.save(nib.Nifti1Image(files["ddf"].astype(np.complex64) + 1j, AFFINE), path)
+    assert run("warp", "-i", files["paths"]["image"], "-d", path, "-o", files["tmp"] / "w.nii.gz") == 2
+    err = capsys.readouterr().err
+    assert "a DDF must hold real numbers; got complex values" in err and len(err.strip().splitlines()) == 1
+    assert not (files["tmp"] / "w.nii.gz").exists()
+
+
+def test_several_images_with_one_file_name_are_refused_before_any_work(files, capsys):
+    for folder in ("s1", "s2"):
+        (files["tmp"] / folder).mkdir()
+        nib.save(nib.Nifti1Image(files["image"], np.eye(4)), files["tmp"] / folder / "scan.nii.gz")
+    out = files["tmp"] / "out"
+    code = run("warp", "-i", files["tmp"] / "s1/scan.nii.gz", "-i", files["tmp"] / "s2/scan.nii.gz",
+               "-d", files["paths"]["ddf"], "-o", out)
+    err = capsys.readouterr().err
+    assert code == 2 and "would both be written to" in err and str(out / "warped_scan.nii.gz") in err
+    assert not out.exists()
+
+
+def test_out_dash_is_refused_rather_than_written_to_the_working_folder(files, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("warp", "-i", files["paths"]["image"], "-d", files["paths"]["ddf"], "-o", "-") == 2
+    err = capsys.readouterr().err
+    assert "--out - (standard output) is not supported" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "warped.nii.gz").exists()

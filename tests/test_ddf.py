@@ -178,3 +178,18 @@ def test_random_ddf_is_bounded_seeded_and_smooth():
     np.testing.assert_array_equal(np.random.get_state()[1], state)
     with pytest.raises(ValueError, match="smoothness must be a finite number > 0"):
         random_ddf((4, 4, 4), 1.0, 0.0)
+
+
+def test_random_ddf_with_smoothness_below_one_stays_bounded():
+    """Below one voxel per control point the control grid stops growing: no unbounded allocation, no overflow."""
+    import tracemalloc
+
+    random_ddf((4, 4, 4), 1.0, 1.0, seed=0)  # compile the resize kernel outside the measurement
+    tracemalloc.start()
+    field = random_ddf((40, 40, 40), 3.0, 0.25, seed=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 * field.nbytes
+    assert np.abs(field).max() <= 3.0
+    tiny = random_ddf((5, 6, 7), 1.0, 5e-324, seed=0)
+    assert tiny.shape == (1, 5, 6, 7, 3) and np.all(np.isfinite(tiny))
