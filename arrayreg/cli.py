@@ -209,8 +209,15 @@ def cmd_bench(args) -> None:
 
 
 # ------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (``arrayreg warp: error: ...``), exit status 2; ``--help`` unchanged."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="arrayreg",
         description="DeepReg's geometric core on NIfTI files: warp, integrate, resize, augment, demo, bench.",
         epilog="""examples:
@@ -226,7 +233,7 @@ Run 'arrayreg COMMAND --help' for the examples of each command.""",
     def command(name, help_text, handler):
         sub = commands.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=handler, parser=sub)
         if name != "bench":
             sub.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu",
                              help="where to compute (default: cpu; auto uses a GPU when CuPy finds one)")
@@ -276,12 +283,22 @@ def _one_line(error: Exception) -> str:
     return text.splitlines()[0] if text else error.__class__.__name__
 
 
+def _tolerate_any_terminal() -> None:
+    """Print paths a terminal cannot encode as escapes: a file that was written must not fail the command."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv=None) -> int:
+    _tolerate_any_terminal()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         args.handler(args)
-    except (CommandError, io.NiftiError, ValueError, TypeError, OSError) as error:
+    except (CommandError, io.NiftiError, ValueError, TypeError, OSError, MemoryError) as error:
         print(f"arrayreg {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except Exception as error:  # noqa: BLE001 - an unexpected failure is still one line, with its kind

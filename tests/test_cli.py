@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -162,3 +163,42 @@ def test_out_dash_is_refused_rather_than_written_to_the_working_folder(files, ca
     err = capsys.readouterr().err
     assert "--out - (standard output) is not supported" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "warped.nii.gz").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["warp", "-i", "x.nii.gz"], "the following arguments are required: --ddf/-d"),
+    (["warp", "-i", "x.nii.gz", "-d", "y.nii.gz", "--bogus"], "unrecognized arguments: --bogus"),
+    (["warp", "-i", "x.nii.gz", "-d", "y.nii.gz", "--interpolation", "cubic"], "invalid choice: 'cubic'"),
+    (["resize", "-i", "x.nii.gz", "--size", "4", "4"], "expected 3 arguments"),
+    (["integrate", "-i", "x.nii.gz", "--num-steps", "abc"], "invalid int value: 'abc'"),
+])
+def test_usage_errors_are_one_line(capsys, args, message):
+    with pytest.raises(SystemExit) as stop:
+        run(*args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith(f"arrayreg {args[0]}: error: ") and message in err
+
+
+def test_help_is_still_complete(capsys):
+    with pytest.raises(SystemExit) as stop:
+        run("warp", "--help")
+    out = capsys.readouterr().out
+    assert stop.value.code == 0 and "usage: arrayreg warp" in out and "--fill-value" in out and "examples:" in out
+
+
+def test_an_impossible_size_exits_2_with_the_size_needed(files, capsys):
+    code = run("resize", "-i", files["paths"]["image"], "-o", files["tmp"] / "big.nii.gz",
+               "--size", "100000", "100000", "100000")
+    err = capsys.readouterr().err
+    assert code == 2 and "Unable to allocate 3.55 PiB" in err and "100000, 100000, 100000" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_non_ascii_output_name_on_an_ascii_terminal_still_exits_0(files, tmp_path):
+    out = tmp_path / "verzerrt_\u00e4.nii.gz"
+    env = dict(os.environ, PYTHONIOENCODING="ascii")
+    done = subprocess.run([sys.executable, "-m", "arrayreg", "warp", "-i", str(files["paths"]["image"]),
+                           "-d", str(files["paths"]["ddf"]), "-o", str(out)], capture_output=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert out.is_file() and b"verzerrt_\\xe4" in done.stdout
