@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,8 +35,8 @@ def pyramid_combination(values, weights):
         if the elements of ``values`` and ``weights`` have different ranks, or
         if ``len(values) != 2 ** len(weights)`` (DeepReg's messages).
     """
-    values = list(values)
-    weights = list(weights)
+    values = _operands(values, "values")
+    weights = _operands(weights, "weights")
     if not values or not weights:
         raise ValueError(
             f"In pyramid_combination, values and weights must be non-empty lists; "
@@ -52,6 +53,13 @@ def pyramid_combination(values, weights):
             f"But len(weights) = {len(weights)}, len(values) = {len(values)}"
         )
     return _combine(values, weights)
+
+
+def _operands(items, name: str) -> list:
+    """``items`` as a list whose nested lists and numbers became NumPy arrays (arrays are kept as they are)."""
+    if items is None or not hasattr(items, "__len__"):
+        raise TypeError(f"{name} must be a list of arrays (or numbers); got {type(items).__name__}")
+    return [np.asarray(item) if isinstance(item, (list, tuple, numbers.Real)) else item for item in items]
 
 
 def _combine(values, weights):

@@ -289,3 +289,24 @@ def test_a_fill_value_that_overflows_the_output_dtype_is_refused(rng):
 def test_random_ddf_refuses_a_displacement_beyond_float32():
     with pytest.raises(ValueError, match="max_displacement must be a finite float32 number"):
         arrayreg.random_ddf((4, 4, 4), 1e39, 2.0, seed=0)
+
+
+def test_list_inputs_are_converted_and_bad_ones_named():
+    with pytest.raises(TypeError, match="values must be a list of arrays"):
+        arrayreg.pyramid_combination(None, [0.5])
+    with pytest.raises(TypeError, match="weights must be a list of arrays"):
+        arrayreg.pyramid_combination([1.0, 2.0], 0.5)
+    # nested lists: floor corner [1, 2] and ceil corner [3, 4] with floor weights [0.5, 0.25]
+    np.testing.assert_allclose(arrayreg.pyramid_combination([[1.0, 2.0], [3.0, 4.0]], [[0.5, 0.25]]), [2.0, 3.5])
+    with pytest.raises(TypeError, match="dvf must be an array of numbers"):
+        IntDVF((2, 2, 2))([[1, 2], [3]])
+
+
+def test_a_bias_of_the_wrong_length_is_named():
+    from arrayreg.nn import functional as F
+
+    x = np.ones((1, 4, 4, 4, 2), np.float32)
+    with pytest.raises(ValueError, match=r"bias must have shape \(3,\), one value per filter of the kernel; got \(5,\)"):
+        F.conv3d(x, np.ones((3, 3, 3, 2, 3), np.float32), np.zeros(5, np.float32))
+    with pytest.raises(ValueError, match=r"bias must have shape \(4,\)"):
+        F.conv3d_transpose(x, np.ones((3, 3, 3, 4, 2), np.float32), np.zeros(2, np.float32))

@@ -68,6 +68,9 @@ def _conv_operands(x, kernel, bias, strides, padding, transposed: bool):
     v.check_choice(padding, "padding", PADDINGS)
     dtype = v.compute_dtype(x, kernel)
     bias = _optional(bias, "bias", xp, dtype)
+    filters = kernel.shape[3 if transposed else 4]
+    if bias is not None and bias.shape != (filters,):
+        raise ValueError(f"bias must have shape ({filters},), one value per filter of the kernel; got {bias.shape}")
     return backend, x.astype(dtype, copy=False), kernel.astype(dtype, copy=False), bias, strides
 
 

@@ -62,7 +62,8 @@ class IntDVF:
         self.name = name
 
     def __call__(self, inputs, **kwargs):
-        shape = np.shape(inputs)
+        inputs = v.as_coordinates(inputs, "dvf", backend_of(dvf=inputs).xp)
+        shape = inputs.shape
         if tuple(shape[1:4]) != self.fixed_image_size:
             raise ValueError(
                 f"dvf shape must be (batch, {', '.join(map(str, self.fixed_image_size))}, 3) to match "
