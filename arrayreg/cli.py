@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -290,8 +292,15 @@ def _tolerate_any_terminal() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM ends the command like SIGINT does, through the clean-up of a write in progress (exit 143)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main(argv=None) -> int:
     _tolerate_any_terminal()
+    _exit_on_sigterm()
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -301,6 +310,9 @@ def main(argv=None) -> int:
     except (CommandError, io.NiftiError, ValueError, TypeError, OSError, MemoryError) as error:
         print(f"arrayreg {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"arrayreg {args.command}: interrupted", file=sys.stderr)
+        return 130
     except Exception as error:  # noqa: BLE001 - an unexpected failure is still one line, with its kind
         print(f"arrayreg {args.command}: unexpected {error.__class__.__name__}: {_one_line(error)}", file=sys.stderr)
         return 1

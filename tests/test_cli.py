@@ -202,3 +202,28 @@ def test_a_non_ascii_output_name_on_an_ascii_terminal_still_exits_0(files, tmp_p
                            "-d", str(files["paths"]["ddf"]), "-o", str(out)], capture_output=True, env=env)
     assert done.returncode == 0, done.stderr
     assert out.is_file() and b"verzerrt_\\xe4" in done.stdout
+
+
+INTERRUPTED_WRITE = """
+import os, signal, sys
+import nibabel
+from arrayreg import cli
+
+def half_written_then_signalled(image, filename):
+    with open(filename, "wb") as file:
+        file.write(b"\\0" * 4096)
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+
+nibabel.save = half_written_then_signalled
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("signame, code, message", [("SIGTERM", 143, ""), ("SIGINT", 130, "arrayreg warp: interrupted")])
+def test_a_signal_during_the_write_leaves_no_temporary_file(files, signame, code, message):
+    out = files["tmp"] / "out" / "warped.nii.gz"
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_WRITE, signame, "warp", "-i", str(files["paths"]["image"]),
+                           "-d", str(files["paths"]["ddf"]), "-o", str(out)], capture_output=True, text=True)
+    assert done.returncode == code, done.stderr
+    assert list(out.parent.iterdir()) == []
+    assert done.stderr.strip() == message
