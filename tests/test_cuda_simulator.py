@@ -27,6 +27,16 @@ GEOMETRIC = sorted(
 )
 
 
+def assert_cuda_path_equals_cpu(runs):
+    """Each call of ``runs`` gives the same dtype and bits on the simulated CUDA path as on the CPU."""
+    for run in runs:
+        cpu = run()
+        with simulated_gpu(threads_per_block=16, max_blocks=3):
+            gpu = run()
+        assert gpu.dtype == cpu.dtype
+        np.testing.assert_array_equal(gpu, cpu)
+
+
 def cuda_calls(monkeypatch):
     """Count launches, to prove the CUDA path (not the CPU loops) ran."""
     from arrayreg._kernels import cuda
@@ -135,12 +145,7 @@ def test_cpu_and_cuda_agree_on_the_rest(rng):
         lambda: arrayreg.resize3d(labels, (7, 3, 9), "nearest"),
         lambda: arrayreg.warp_image_ddf(labels, dvf[:, :4, :5, :6].repeat(2, 0), interpolation="nearest"),
     ]
-    for run in runs:
-        cpu = run()
-        with simulated_gpu(threads_per_block=16, max_blocks=3):
-            gpu = run()
-        assert gpu.dtype == cpu.dtype
-        np.testing.assert_array_equal(gpu, cpu)
+    assert_cuda_path_equals_cpu(runs)
 
 
 @settings(max_examples=15, deadline=None)
@@ -278,12 +283,7 @@ def test_grid_resize_and_integration_in_every_float_dtype_equal_the_cpu(rng, dty
         lambda: arrayreg.resize3d(image, (7, 3, 9)),
         lambda: arrayreg.resize3d(image, (7, 3, 9), "nearest"),
     ]
-    for run in runs:
-        cpu = run()
-        with simulated_gpu(threads_per_block=16, max_blocks=3):
-            gpu = run()
-        assert gpu.dtype == cpu.dtype
-        np.testing.assert_array_equal(gpu, cpu)
+    assert_cuda_path_equals_cpu(runs)
 
 
 @pytest.mark.parametrize("dtype", IMAGE_DTYPES)
