@@ -89,14 +89,26 @@ def check_fill_value(fill_value, dtype: np.dtype):
     return value
 
 
-def check_size3(size, name: str = "size") -> tuple:
-    """A spatial size: a sequence of three positive ints."""
+def check_interpolation(interpolation, caller: str) -> str:
+    """``"linear"`` or ``"nearest"``; otherwise DeepReg's message, then what arrayreg accepts."""
+    if not isinstance(interpolation, str) or interpolation not in INTERPOLATIONS:
+        raise ValueError(f"{caller} supports only linear interpolation in DeepReg, and arrayreg adds nearest: "
+                         f"interpolation must be one of 'linear', 'nearest'; got {interpolation!r}")
+    return interpolation
+
+
+def check_size3(size, name: str = "size", wrong_length: str = "") -> tuple:
+    """A spatial size: a sequence of three positive ints.
+
+    ``wrong_length`` replaces the start of the message for a sequence whose length is not 3
+    (DeepReg's wording where DeepReg checks the same thing).
+    """
     try:
         values = tuple(size)
     except TypeError as error:
         raise TypeError(f"{name} must be a tuple/list of 3 positive ints; got {size!r}") from error
     if len(values) != 3:
-        raise ValueError(f"{name} must be a tuple/list of length 3; got {size!r}")
+        raise ValueError(f"{wrong_length or f'{name} must be a tuple/list of length 3'}; got {size!r}")
     for v in values:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < 1:
             raise ValueError(f"{name} must contain 3 positive ints; got {size!r}")

@@ -162,6 +162,7 @@ def resample(vol, loc, interpolation: str = "linear", *, boundary: str = "clamp"
     axis longer than 2**24 with float32 coordinates, where ``dim - 1`` is not
     a float32, the clip limit is the largest float32 below it.
     """
+    v.check_interpolation(interpolation, "resample")
     backend = backend_of(vol=vol, loc=loc)
     vol = v.as_array(vol, "vol", backend.xp)
     loc = v.as_coordinates(loc, "loc", backend.xp)

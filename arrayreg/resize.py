@@ -80,7 +80,7 @@ def resize3d(image, size, method: str = "bilinear"):
             "resize3d takes input image of dimension 3 or 4 or 5, corresponding to (dim1, dim2, dim3) "
             f"or (batch, dim1, dim2, dim3) or (batch, dim1, dim2, dim3, channels), got image shape {image.shape}"
         )
-    size = v.check_size3(size, "size")
+    size = v.check_size3(size, "size", "resize3d takes size of type tuple/list and of length 3")
     v.check_choice(method, "method", METHODS)
     spatial = image.shape[:3] if image.ndim == 3 else image.shape[1:4]
     if spatial == size:

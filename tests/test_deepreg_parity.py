@@ -1,7 +1,11 @@
 """Every case of DeepReg v0.1.1's reference outputs (computed by DeepReg itself), at atol 1e-5.
 
-Arguments come from each case's ``_meta`` entry, never from its name.  Layer
-cases run as soon as ``arrayreg.nn`` has the layer; until then they skip.
+The cases come from ``deepreg_v011_tfkeras.npz``: DeepReg v0.1.1 run under
+tf_keras (Keras 2, the Keras it was written for), so each layer's weights are
+stored in DeepReg's own order and are set here with ``set_weights`` in the
+file's order.  Arguments come from each case's ``_meta`` entry, never from its
+name.  Layer cases run as soon as ``arrayreg.nn`` has the layer; until then
+they skip.
 """
 
 import json
@@ -18,8 +22,8 @@ import arrayreg.nn as nn
 HERE = Path(__file__).parent
 CANDIDATES = [
     os.environ.get("ARRAYREG_REFERENCE", ""),
-    HERE.parent.parent / "shared" / "reference" / "deepreg_v011.npz",
-    HERE / "data" / "deepreg_v011.npz",
+    HERE.parent.parent / "shared" / "reference" / "deepreg_v011_tfkeras.npz",
+    HERE / "data" / "deepreg_v011_tfkeras.npz",
 ]
 REFERENCE = next(Path(p) for p in CANDIDATES if p and Path(p).is_file())
 DATA = np.load(REFERENCE, allow_pickle=False)

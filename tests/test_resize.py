@@ -54,7 +54,7 @@ def test_constant_volume_stays_constant():
 def test_errors():
     with pytest.raises(ValueError, match="resize3d takes input image of dimension 3 or 4 or 5"):
         resize3d(np.zeros((3, 4)), (2, 2, 2))
-    with pytest.raises(ValueError, match="size must be a tuple/list of length 3"):
+    with pytest.raises(ValueError, match="resize3d takes size of type tuple/list and of length 3; got \\(2, 2\\)"):
         resize3d(np.zeros((3, 4, 5)), (2, 2))
     with pytest.raises(ValueError, match="method must be one of 'bilinear', 'nearest'; got 'bicubic'"):
         resize3d(np.zeros((3, 4, 5)), (2, 2, 2), "bicubic")

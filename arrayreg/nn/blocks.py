@@ -1,23 +1,37 @@
 """DeepReg's composite blocks (``deepreg.model.layer`` v0.1.1): sub-layers in DeepReg's order.
 
-``get_weights()`` concatenates the sub-layers' weights in the order DeepReg
-constructs them, with the sub-layers that DeepReg creates in ``build()`` last
-(Keras order).  ``build(shape)`` (a shape, or a list of shapes for list
-inputs) runs the block once on zeros so that every sub-layer builds.
+A block's weights are its sub-layers', in Keras 2 order (see :mod:`arrayreg.nn.layers`),
+with the sub-layers that DeepReg creates in ``build()`` last.  ``build(shape)``
+(a shape, or a list of shapes for list inputs) creates every sub-layer's
+weights from the shapes alone, as Keras does: it runs nothing, so it accepts
+any shapes that DeepReg's ``build`` accepts, including ones that the forward
+pass would then reject.  The private attributes carry DeepReg's names
+(``_conv3d_block``, ``_residual_block``, ``_deconv3d_block``, ...).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from .._backend import backend_of
 from ..resize import resize3d
 from .geometric import AdditiveUpSampling
-from .layers import Activation, Conv3d, Deconv3d, Layer, MaxPool3d, Norm
+from .layers import Activation, Conv3d, Deconv3d, Layer, MaxPool3d, Norm, Slot
+
+
+def _shape_pair(input_shape, block: str, names: str) -> tuple:
+    """The two shapes of a block called on a list ``[a, b]``."""
+    if not (isinstance(input_shape, (list, tuple)) and len(input_shape) == 2
+            and all(isinstance(s, (list, tuple)) and len(s) == 5 for s in input_shape)):
+        raise ValueError(f"{block} is called on a list [{names}] of 5-d inputs; its input_shape must be two "
+                         f"shapes (batch, d1, d2, d3, channels); got {input_shape!r}")
+    return tuple(input_shape[0]), tuple(input_shape[1])
 
 
 class Block(Layer):
-    """A layer made of sub-layers; weights are theirs, in registration order."""
+    """A layer made of sub-layers: their weights, paths prefixed by the sub-layer's name.
+
+    Sub-layers with the same name are told apart as Keras does, by a counter
+    (``conv3d_block``, ``conv3d_block_1``, ...), counted here within the block.
+    """
 
     def __init__(self, name=None, seed=None):
         super().__init__(name, seed=seed)
@@ -27,40 +41,24 @@ class Block(Layer):
         self._layers.append(layer)
         return layer
 
-    @property
-    def weights(self) -> dict:
-        return {f"{i}:{layer.name}/{key}": w for i, layer in enumerate(self._layers)
-                for key, w in getattr(layer, "weights", {}).items()}
-
-    def get_weights(self) -> list:
-        return [w for layer in self._layers if isinstance(layer, Layer) for w in layer.get_weights()]
-
-    def set_weights(self, weights) -> None:
-        weights = list(weights)
-        if not self.built:
-            raise ValueError(f"{type(self).__name__} has no weights yet: call build(input_shape) or the layer first")
-        expected = len(self.get_weights())
-        if len(weights) != expected:
-            raise ValueError(f"{type(self).__name__} expects {expected} weights; got {len(weights)}")
+    def _slots(self) -> list:
+        slots, seen = [], {}
         for layer in self._layers:
-            if isinstance(layer, Layer):
-                count = len(layer.get_weights())
-                layer.set_weights(weights[:count])
-                weights = weights[count:]
+            count = seen.get(layer.name, 0)
+            seen[layer.name] = count + 1
+            local = layer.name if count == 0 else f"{layer.name}_{count}"
+            slots += [Slot(f"{local}/{s.path}", s.owner, s.key) for s in layer._slots()]
+        return slots
 
-    def build(self, input_shape) -> None:
-        self.built = True
-        self.build_sublayers(input_shape)
-        zeros = [np.zeros(s, np.float32) for s in input_shape] if _is_shape_list(input_shape) \
-            else np.zeros(input_shape, np.float32)
-        self.call(zeros, training=False)
-
-    def build_sublayers(self, input_shape) -> None:
-        """Create the sub-layers that DeepReg creates in ``build()`` (none by default)."""
-
-
-def _is_shape_list(shape) -> bool:
-    return isinstance(shape, (list, tuple)) and len(shape) > 0 and isinstance(shape[0], (list, tuple))
+    @staticmethod
+    def _build_chain(shape, *layers):
+        """Build ``layers`` one after the other from ``shape``; the last one's output shape."""
+        for layer in layers:
+            if not layer.built:
+                layer.build(shape)
+                layer.built = True
+            shape = layer.compute_output_shape(shape)
+        return shape
 
 
 class Conv3dBlock(Block):
@@ -72,7 +70,14 @@ class Conv3dBlock(Block):
         self._norm = self._track(Norm(seed=self._rng))
         self._act = self._track(Activation())
 
-    def call(self, inputs, training=None):
+    def build(self, input_shape) -> None:
+        self._build_chain(input_shape, self._conv3d, self._norm, self._act)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return self._conv3d.compute_output_shape(input_shape)
+
+    def forward(self, inputs, training=None):
         return self._act(self._norm(self._conv3d(inputs), training=training))
 
 
@@ -87,7 +92,14 @@ class Deconv3dBlock(Block):
         self._norm = self._track(Norm(seed=self._rng))
         self._act = self._track(Activation())
 
-    def call(self, inputs, training=None):
+    def build(self, input_shape) -> None:
+        self._build_chain(input_shape, self._deconv3d, self._norm, self._act)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return self._deconv3d.compute_output_shape(input_shape)
+
+    def forward(self, inputs, training=None):
         return self._act(self._norm(self._deconv3d(inputs), training=training))
 
 
@@ -101,7 +113,14 @@ class Residual3dBlock(Block):
         self._norm = self._track(Norm(seed=self._rng))
         self._act = self._track(Activation())
 
-    def call(self, inputs, training=None):
+    def build(self, input_shape) -> None:
+        self._build_chain(input_shape, self._conv3d_block, self._conv3d, self._norm, self._act)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return self._conv3d.compute_output_shape(self._conv3d_block.compute_output_shape(input_shape))
+
+    def forward(self, inputs, training=None):
         conved = self._conv3d(self._conv3d_block(inputs, training=training))
         return self._act(self._norm(conved, training=training) + inputs)
 
@@ -110,7 +129,8 @@ class DownSampleResnetBlock(Block):
     """``DownSampleResnetBlock(filters, kernel_size=3, pooling=True)``; returns ``(pooled, skip)``.
 
     ``skip = residual_block(conv3d_block(x))``; ``pooled`` is a 2x max pool of
-    ``skip`` or, with ``pooling=False``, a stride-2 ``Conv3dBlock``.
+    ``skip`` (``_max_pool3d``) or, with ``pooling=False``, a stride-2
+    ``Conv3dBlock`` (``_conv3d_block3``); the other attribute is ``None``.
     """
 
     def __init__(self, filters, kernel_size=3, pooling=True, name=None, seed=None):
@@ -118,19 +138,32 @@ class DownSampleResnetBlock(Block):
         self._pooling = bool(pooling)
         self._conv3d_block = self._track(Conv3dBlock(filters, kernel_size, seed=self._rng))
         self._residual_block = self._track(Residual3dBlock(filters, kernel_size, seed=self._rng))
-        self._down = self._track(MaxPool3d((2, 2, 2), (2, 2, 2)) if pooling
-                                 else Conv3dBlock(filters, kernel_size, strides=2, seed=self._rng))
+        self._max_pool3d = self._track(MaxPool3d((2, 2, 2), (2, 2, 2))) if pooling else None
+        self._conv3d_block3 = None if pooling else self._track(Conv3dBlock(filters, kernel_size, strides=2,
+                                                                          seed=self._rng))
 
-    def call(self, inputs, training=None):
+    @property
+    def _down(self) -> Layer:
+        return self._max_pool3d if self._pooling else self._conv3d_block3
+
+    def build(self, input_shape) -> None:
+        skip = self._build_chain(input_shape, self._conv3d_block, self._residual_block)
+        self._build_chain(skip, self._down)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        skip = self._residual_block.compute_output_shape(self._conv3d_block.compute_output_shape(input_shape))
+        return self._down.compute_output_shape(skip), skip
+
+    def forward(self, inputs, training=None):
         skip = self._residual_block(self._conv3d_block(inputs, training=training), training=training)
-        pooled = self._down(skip) if self._pooling else self._down(skip, training=training)
-        return pooled, skip
+        return self._down(skip, training=training), skip
 
 
 class UpSampleResnetBlock(Block):
     """``UpSampleResnetBlock(filters, kernel_size=3, concat=False)`` called with ``[down_sampled, skip]``.
 
-    ``deconv3d_block`` (stride 2 to the skip's shape, built in ``build``) then
+    ``deconv3d_block`` (stride 2 to the skip's shape, created in ``build``) then
     sum (or channel concat) with ``skip``, ``conv3d_block``, ``residual_block``.
     """
 
@@ -141,11 +174,19 @@ class UpSampleResnetBlock(Block):
         self._residual_block = self._track(Residual3dBlock(filters, kernel_size, seed=self._rng))
         self._deconv3d_block = None
 
-    def build_sublayers(self, input_shape) -> None:
-        skip_shape = tuple(input_shape[1][1:4])
-        self._deconv3d_block = self._track(Deconv3dBlock(self._filters, skip_shape, strides=2, seed=self._rng))
+    def build(self, input_shape) -> None:
+        down, skip = _shape_pair(input_shape, "UpSampleResnetBlock", "down_sampled, skip")
+        self._deconv3d_block = self._track(Deconv3dBlock(self._filters, skip[1:4], strides=2, seed=self._rng))
+        up = self._build_chain(down, self._deconv3d_block)
+        if self._concat:
+            up = up[:4] + (up[4] + skip[4],)
+        self._build_chain(up, self._conv3d_block, self._residual_block)
+        self.built = True
 
-    def call(self, inputs, training=None):
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[1][:4]) + (self._filters,)
+
+    def forward(self, inputs, training=None):
         down_sampled, skip = inputs[0], inputs[1]
         up = self._deconv3d_block(down_sampled, training=training)
         up = backend_of(up=up).xp.concatenate([up, skip], axis=4) if self._concat else up + skip
@@ -163,7 +204,14 @@ class Conv3dWithResize(Block):
         self._conv3d = self._track(Conv3d(filters, strides=1, kernel_initializer=kernel_initializer,
                                           activation=activation, seed=self._rng))
 
-    def call(self, inputs, training=None):
+    def build(self, input_shape) -> None:
+        self._build_chain(input_shape, self._conv3d)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self._output_shape, self._conv3d.filters)
+
+    def forward(self, inputs, training=None):
         return resize3d(self._conv3d(inputs), self._output_shape)
 
 
@@ -176,7 +224,15 @@ class LocalNetResidual3dBlock(Block):
         self._norm = self._track(Norm(seed=self._rng))
         self._act = self._track(Activation())
 
-    def call(self, inputs, training=None):
+    def build(self, input_shape) -> None:
+        conved, _ = _shape_pair(input_shape, "LocalNetResidual3dBlock", "x, residual")
+        self._build_chain(conved, self._conv3d, self._norm, self._act)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return self._conv3d.compute_output_shape(input_shape[0])
+
+    def forward(self, inputs, training=None):
         return self._act(self._norm(self._conv3d(inputs[0]), training=training) + inputs[1])
 
 
@@ -184,26 +240,34 @@ class LocalNetUpSampleResnetBlock(Block):
     """``LocalNetUpSampleResnetBlock(filters, use_additive_upsampling=True)`` on ``[nonskip, skip]``.
 
     ``h0 = deconv3d_block(nonskip) (+ additive_upsampling(nonskip))``,
-    ``out = local_residual([conv3d_block(h0), h0 + skip])``; the deconv block
+    ``out = residual_block([conv3d_block(h0), h0 + skip])``; the deconv block
     and the additive up-sampling are created in ``build`` (weights last).
     """
 
     def __init__(self, filters, use_additive_upsampling=True, name=None, seed=None):
         super().__init__(name, seed)
-        self._filters, self._additive = filters, bool(use_additive_upsampling)
+        self._filters, self._use_additive_upsampling = filters, bool(use_additive_upsampling)
         self._conv3d_block = self._track(Conv3dBlock(filters, seed=self._rng))
         self._residual_block = self._track(LocalNetResidual3dBlock(filters, strides=1, seed=self._rng))
         self._deconv3d_block = self._additive_upsampling = None
 
-    def build_sublayers(self, input_shape) -> None:
-        output_shape = tuple(input_shape[1][1:4])
+    def build(self, input_shape) -> None:
+        nonskip, skip = _shape_pair(input_shape, "LocalNetUpSampleResnetBlock", "nonskip, skip")
+        output_shape = skip[1:4]
         self._deconv3d_block = self._track(Deconv3dBlock(self._filters, output_shape, strides=2, seed=self._rng))
-        if self._additive:
+        if self._use_additive_upsampling:
             self._additive_upsampling = AdditiveUpSampling(output_shape)
+        h0 = self._build_chain(nonskip, self._deconv3d_block)
+        conved = self._build_chain(h0, self._conv3d_block)
+        self._build_chain([conved, h0], self._residual_block)
+        self.built = True
 
-    def call(self, inputs, training=None):
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[1][:4]) + (self._filters,)
+
+    def forward(self, inputs, training=None):
         nonskip, skip = inputs[0], inputs[1]
         h0 = self._deconv3d_block(nonskip, training=training)
-        if self._additive:
+        if self._use_additive_upsampling:
             h0 = h0 + self._additive_upsampling(nonskip)
         return self._residual_block([self._conv3d_block(h0, training=training), h0 + skip], training=training)

@@ -1,17 +1,19 @@
 """The layers of DeepReg's geometric core: ``Warping``, ``IntDVF``, ``AdditiveUpSampling``.
 
-Forward only, no weights; constructors and call conventions follow DeepReg
-v0.1.1 (``deepreg.model.layer``).
+Forward only, no weights; constructors, call conventions and attributes
+(``Warping.grid_ref``, ``IntDVF._warping``, ``AdditiveUpSampling._stride``, ...)
+follow DeepReg v0.1.1 (``deepreg.model.layer``).  ``layer(x)`` and
+``layer.call(x)`` are the same.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import _validation as v
 from .._backend import backend_of
 from ..ddf import integrate_dvf, warp_image_ddf
+from ..grid import get_reference_grid
 from ..resize import resize3d
+from .layers import Layer
 
 
 def _inputs_pair(inputs, layer: str, names: str):
@@ -20,36 +22,50 @@ def _inputs_pair(inputs, layer: str, names: str):
     return inputs
 
 
-class Warping:
+def _check_fixed_size(field, name: str, fixed_image_size: tuple) -> None:
+    shape = tuple(field.shape)
+    if shape[1:4] != fixed_image_size:
+        raise ValueError(f"{name} shape must be (batch, {', '.join(map(str, fixed_image_size))}, 3) to match "
+                         f"fixed_image_size = {fixed_image_size}; got {name}.shape = {shape}")
+
+
+class Warping(Layer):
     """Warp an image with a DDF defined on the fixed grid: ``Warping(fixed_image_size)([ddf, image])``.
 
-    Equivalent to ``warp_image_ddf(image, ddf, grid_ref=get_reference_grid(fixed_image_size)[None])``;
-    the ddf's spatial shape must equal ``fixed_image_size``.  The keywords
-    ``interpolation``, ``boundary`` and ``fill_value`` go beyond DeepReg and
-    default to its behaviour (see :func:`arrayreg.resample`).
+    Equivalent to ``warp_image_ddf(image, ddf, grid_ref=self.grid_ref)`` with
+    ``grid_ref = get_reference_grid(fixed_image_size)[None]``, shape
+    ``(1, *fixed_image_size, 3)``; the ddf's spatial shape must equal
+    ``fixed_image_size``.  The keywords ``interpolation``, ``boundary`` and
+    ``fill_value`` go beyond DeepReg and default to its behaviour (see
+    :func:`arrayreg.resample`).
     """
 
     def __init__(self, fixed_image_size, name: str = "warping", *, interpolation: str = "linear",
                  boundary: str = "clamp", fill_value=0.0):
+        super().__init__(name)
         self.fixed_image_size = v.check_size3(fixed_image_size, "fixed_image_size")
-        self.name = name
         self.interpolation = v.check_choice(interpolation, "interpolation", v.INTERPOLATIONS)
         self.boundary = v.check_choice(boundary, "boundary", v.BOUNDARIES)
         self.fill_value = fill_value
+        self._grid_ref = None
 
-    def __call__(self, inputs, **kwargs):
+    @property
+    def grid_ref(self):
+        """DeepReg's reference grid, ``(1, *fixed_image_size, 3)`` float32 NumPy, made on first use."""
+        if self._grid_ref is None:
+            self._grid_ref = get_reference_grid(self.fixed_image_size)[None]
+        return self._grid_ref
+
+    def forward(self, inputs, training=None):
         ddf, image = _inputs_pair(inputs, "Warping", "ddf, image")
-        shape = np.shape(ddf)
-        if tuple(shape[1:4]) != self.fixed_image_size:
-            raise ValueError(
-                f"ddf shape must be (batch, {', '.join(map(str, self.fixed_image_size))}, 3) to match "
-                f"fixed_image_size = {self.fixed_image_size}; got ddf.shape = {tuple(shape)}"
-            )
+        ddf = v.as_coordinates(ddf, "ddf", backend_of(ddf=ddf, image=image).xp)
+        _check_fixed_size(ddf, "ddf", self.fixed_image_size)
+        # The reference grid is the default grid of a ddf of this shape: it is not materialised here.
         return warp_image_ddf(image, ddf, interpolation=self.interpolation, boundary=self.boundary,
                               fill_value=self.fill_value)
 
 
-class IntDVF:
+class IntDVF(Layer):
     """Integrate a velocity field by scaling and squaring: ``IntDVF(fixed_image_size, num_steps=7)(dvf)``.
 
     ``ddf = dvf / 2**num_steps``, then ``num_steps`` times ``ddf += warp(ddf, ddf)``;
@@ -57,22 +73,22 @@ class IntDVF:
     """
 
     def __init__(self, fixed_image_size, num_steps: int = 7, name: str = "int_dvf"):
+        super().__init__(name)
         self.fixed_image_size = v.check_size3(fixed_image_size, "fixed_image_size")
-        self.num_steps = v.check_int(num_steps, "num_steps", 0)
-        self.name = name
+        self._num_steps = v.check_int(num_steps, "num_steps", 0)
+        self._warping = Warping(self.fixed_image_size)
 
-    def __call__(self, inputs, **kwargs):
-        inputs = v.as_coordinates(inputs, "dvf", backend_of(dvf=inputs).xp)
-        shape = inputs.shape
-        if tuple(shape[1:4]) != self.fixed_image_size:
-            raise ValueError(
-                f"dvf shape must be (batch, {', '.join(map(str, self.fixed_image_size))}, 3) to match "
-                f"fixed_image_size = {self.fixed_image_size}; got dvf.shape = {tuple(shape)}"
-            )
-        return integrate_dvf(inputs, self.num_steps)
+    @property
+    def num_steps(self) -> int:
+        return self._num_steps
+
+    def forward(self, inputs, training=None):
+        dvf = v.as_coordinates(inputs, "dvf", backend_of(dvf=inputs).xp)
+        _check_fixed_size(dvf, "dvf", self.fixed_image_size)
+        return integrate_dvf(dvf, self._num_steps)
 
 
-class AdditiveUpSampling:
+class AdditiveUpSampling(Layer):
     """Resize then sum channel groups: ``AdditiveUpSampling(output_shape, stride=2)(x)``.
 
     ``y = resize3d(x, output_shape)`` (bilinear), then the channels are split
@@ -81,23 +97,26 @@ class AdditiveUpSampling:
     ``x`` is ``(batch, d1, d2, d3, C)`` with ``C`` divisible by ``stride``.
     """
 
-    def __init__(self, output_shape, stride: int = 2, name: str = "additive_upsampling"):
-        self.output_shape = v.check_size3(output_shape, "output_shape")
-        self.stride = v.check_int(stride, "stride", 1)
-        self.name = name
+    def __init__(self, output_shape, stride: int = 2, name: str = "additive_up_sampling"):
+        super().__init__(name)
+        self._output_shape = v.check_size3(output_shape, "output_shape")
+        self._stride = v.check_int(stride, "stride", 1)
 
-    def __call__(self, inputs, **kwargs):
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self._output_shape, input_shape[-1] // self._stride)
+
+    def forward(self, inputs, training=None):
         x = v.as_array(inputs, "inputs", backend_of(inputs=inputs).xp)
         if x.ndim != 5:
             raise ValueError(f"inputs must have shape (batch, dim1, dim2, dim3, channels); got {x.shape}")
-        if x.shape[4] % self.stride != 0:
+        if x.shape[4] % self._stride != 0:
             raise ValueError(
                 "The channel dimension can not be divided by the stride: "
-                f"channels = {x.shape[4]}, stride = {self.stride}"
+                f"channels = {x.shape[4]}, stride = {self._stride}"
             )
-        resized = resize3d(x, self.output_shape)
-        groups = resized.reshape(resized.shape[:4] + (self.stride, x.shape[4] // self.stride))
+        resized = resize3d(x, self._output_shape)
+        groups = resized.reshape(resized.shape[:4] + (self._stride, x.shape[4] // self._stride))
         out = groups[..., 0, :].copy()
-        for s in range(1, self.stride):
+        for s in range(1, self._stride):
             out += groups[..., s, :]
         return out
