@@ -5,6 +5,7 @@ DDFs ``(batch, f1, f2, f3, 3)`` in voxels on the fixed grid, ``ij`` order:
 ``warped[b, x] = image[b, x + ddf[b, x]]``.  CuPy is never imported here.
 """
 
+from ._kernels.threads import load_tbb
 from .affine import random_transform_generator
 from .ddf import integrate_dvf, random_ddf, warp_image_ddf
 from .grid import get_n_bits_combinations, get_reference_grid, warp_grid
@@ -13,6 +14,8 @@ from .resample import pyramid_combination, resample
 from .resize import resize3d
 
 __version__ = "0.1.0"
+
+load_tbb()  # before any parallel kernel runs, so that Numba picks its fork-safe TBB layer
 
 __all__ = [
     "AdditiveUpSampling",

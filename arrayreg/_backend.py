@@ -25,6 +25,16 @@ class Backend:
     xp: ModuleType
 
     @property
+    def on_cpu(self) -> bool:
+        """The Numba CPU kernels serve this call."""
+        return self.name == "cpu"
+
+    @property
+    def on_device(self) -> bool:
+        """The arrays live on a GPU (CuPy); False on the CPU and under the simulator, where NumPy stands in."""
+        return self.xp is not np
+
+    @property
     def kernels(self) -> ModuleType:
         """The kernel module with the launch functions of this backend (imported on first use)."""
         if self.name == "cpu":
@@ -56,3 +66,27 @@ def backend_of(**arrays) -> Backend:
     if SIMULATED_GPU.get() is not None:
         return Backend("cuda", np)
     return Backend("cpu", np)
+
+
+def array_module(device: str) -> ModuleType:
+    """The array module for a device: NumPy for ``"cpu"``, CuPy for ``"gpu"``, and for ``"auto"`` CuPy when
+    it imports and sees a CUDA device, else NumPy.
+
+    Raises ``ValueError`` for ``"gpu"`` without CuPy or a device (naming what failed).
+    """
+    if device == "cpu":
+        return np
+    try:
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+        return cupy
+    except Exception as error:  # noqa: BLE001 - any failure means: no usable GPU
+        if device == "gpu":
+            raise ValueError(f"device 'gpu' needs CuPy and a CUDA device ({error.__class__.__name__})") from error
+        return np
+
+
+def to_host(array):
+    """A NumPy array: CuPy arrays are copied to the host, anything else is returned as it is."""
+    return array.get() if is_device_array(array) else array

@@ -44,16 +44,53 @@ def as_coordinates(value, name: str, xp=np):
     return array
 
 
-def compute_dtype(*arrays: np.ndarray) -> np.dtype:
-    """float64 when any input is float64 (either byte order), otherwise float32 (float16 computes in float32)."""
-    if any(a is not None and a.dtype.kind == "f" and a.dtype.itemsize == 8 for a in arrays):
-        return np.dtype(np.float64)
-    return np.dtype(np.float32)
+
+def is_integer(value) -> bool:
+    """An integer (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value) -> bool:
+    """A real number (Python or NumPy int or float), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def check_real(value, name: str, requirement: str, valid) -> float:
+    """A real number (not a bool) for which ``valid(value)`` holds, as a float.
+
+    Otherwise ``ValueError: {name} must be {requirement}; got {value!r}``.
+    """
+    if not is_real(value) or not valid(value):
+        raise ValueError(f"{name} must be {requirement}; got {value!r}")
+    return float(value)
+
+
+def check_triple(value, name: str, minimum: int = 1) -> tuple:
+    """An int, or 3 ints, each at least ``minimum`` (bools refused), as a 3-tuple."""
+    values = (value,) * 3 if is_integer(value) else tuple(value) if isinstance(value, (tuple, list)) else ()
+    if len(values) != 3 or not all(is_integer(x) and x >= minimum for x in values):
+        raise ValueError(f"{name} must be an int >= {minimum} or 3 of them; got {value!r}")
+    return tuple(int(x) for x in values)
+
+
+def random_source(seed):
+    """A NumPy random source for ``seed`` that never touches the global random state.
+
+    A ``Generator`` or ``RandomState`` is used as it is; None or an int makes a
+    ``RandomState(seed)`` (the numbers of DeepReg's legacy seeding).
+    """
+    if isinstance(seed, (np.random.Generator, np.random.RandomState)):
+        return seed
+    if seed is None or is_integer(seed):
+        return np.random.RandomState(seed)
+    raise TypeError(
+        f"seed must be None, an int, a numpy.random.Generator or a numpy.random.RandomState; got {seed!r}"
+    )
 
 
 def check_int(value, name: str, minimum: int) -> int:
     """An int (not a bool) of at least ``minimum``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:
+    if not is_integer(value) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
     return int(value)
 
@@ -71,7 +108,7 @@ def check_fill_value(fill_value, dtype: np.dtype):
     a value that stays finite in ``dtype`` (an infinite fill times a zero
     weight would turn whole neighbourhoods into NaN); NaN itself is allowed.
     """
-    if isinstance(fill_value, (bool, np.bool_)) or not isinstance(fill_value, numbers.Real):
+    if not is_real(fill_value):
         raise TypeError(f"fill_value must be a real number; got {fill_value!r}")
     if dtype.kind in "biu":
         low, high = (0, 1) if dtype.kind == "b" else (np.iinfo(dtype).min, np.iinfo(dtype).max)
@@ -110,7 +147,7 @@ def check_size3(size, name: str = "size", wrong_length: str = "") -> tuple:
     if len(values) != 3:
         raise ValueError(f"{wrong_length or f'{name} must be a tuple/list of length 3'}; got {size!r}")
     for v in values:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < 1:
+        if not is_integer(v) or v < 1:
             raise ValueError(f"{name} must contain 3 positive ints; got {size!r}")
     return tuple(int(v) for v in values)
 
@@ -118,7 +155,8 @@ def check_size3(size, name: str = "size", wrong_length: str = "") -> tuple:
 def check_spatial_nonempty(shape, name: str) -> None:
     """Volumes to sample from need at least one voxel along every spatial axis."""
     if any(d == 0 for d in shape):
-        raise ValueError(f"{name} must have at least one voxel along every spatial axis; got spatial shape {tuple(shape)}")
+        raise ValueError(f"{name} must have at least one voxel along every spatial axis; "
+                         f"got spatial shape {tuple(shape)}")
 
 
 def check_out(out, shape: tuple, dtype, xp, **inputs) -> None:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from . import _validation as v
+from . import _validation as validate
 from ._backend import backend_of
-from ._normalise import kernel_array, top_of
-from .resample import plan_sampling
+from ._docstrings import fill
+from ._plan import compute_dtype, kernel_array, plan_sampling, top_of
 
 
 def _check_ddf(ddf, name: str, xp):
-    ddf = v.as_coordinates(ddf, name, xp)
+    ddf = validate.as_coordinates(ddf, name, xp)
     if not (ddf.ndim == 5 and ddf.shape[-1] == 3):
         raise ValueError(f"{name} shape must be (batch, f_dim1, f_dim2, f_dim3, 3), got {ddf.shape}")
     return ddf
@@ -24,9 +22,10 @@ def _coordinate_table(shape, dtype, xp):
     return xp.arange(max(shape), dtype=dtype)
 
 
+@fill
 def warp_image_ddf(image, ddf, grid_ref=None, *, interpolation: str = "linear", boundary: str = "clamp",
                    fill_value=0.0):
-    """Warp a moving image with a dense displacement field defined on the fixed grid.
+    """Warp a moving image with a dense displacement field defined on the fixed grid (DeepReg's).
 
     ``warped[b, x] = image[b]`` interpolated at ``grid_ref[0, x] + ddf[b, x]``
     (voxel units, ``ij`` order), i.e. ``resample(image, grid_ref + ddf)``, in
@@ -34,26 +33,48 @@ def warp_image_ddf(image, ddf, grid_ref=None, *, interpolation: str = "linear", 
 
     Parameters
     ----------
-    image : array ``(batch, m1, m2, m3)`` or ``(batch, m1, m2, m3, ch)``, the
-        moving image (its size may differ from the fixed size).
-    ddf : array ``(batch, f1, f2, f3, 3)``.
-    grid_ref : None or array ``(1, f1, f2, f3, 3)``; None means
-        ``get_reference_grid((f1, f2, f3))``.
-    interpolation, boundary, fill_value : as :func:`arrayreg.resample`.
+    image : array, shape (batch, m1, m2, m3) or (batch, m1, m2, m3, ch)
+        The moving image; its size may differ from the fixed size.
+    ddf : array, shape (batch, f1, f2, f3, 3)
+        Displacements in voxels on the fixed grid.
+    grid_ref : array, shape (1, f1, f2, f3, 3), optional
+        The points displaced; None means ``get_reference_grid((f1, f2, f3))``.
+    {{interpolation}}
+    {{boundary}}
+    {{fill_value}}
 
     Returns
     -------
-    array ``(batch, f1, f2, f3[, ch])``; dtype as :func:`arrayreg.resample`.
+    array, shape (batch, f1, f2, f3) or (batch, f1, f2, f3, ch)
+        In the dtype of the rule below.
 
     Raises
     ------
     ValueError
         DeepReg's three shape errors (image rank, ddf shape, grid_ref shape; the
         whole grid_ref shape is checked), and differing batch sizes.
+
+    Notes
+    -----
+    {{dtype_rule}}
+
+    {{batch_layout}}
+
+    Examples
+    --------
+    A shift by one voxel along the last axis reads each voxel's neighbour:
+
+    >>> import numpy as np
+    >>> from arrayreg import warp_image_ddf
+    >>> image = np.arange(4, dtype=np.float32).reshape(1, 1, 1, 4)
+    >>> ddf = np.zeros((1, 1, 1, 4, 3), np.float32)
+    >>> ddf[..., 2] = 1.0
+    >>> warp_image_ddf(image, ddf)
+    array([[[[1., 2., 3., 3.]]]], dtype=float32)
     """
     backend = backend_of(image=image, ddf=ddf, grid_ref=grid_ref)
     xp = backend.xp
-    image = v.as_array(image, "image", xp)
+    image = validate.as_array(image, "image", xp)
     if image.ndim not in (4, 5):
         raise ValueError(
             "image shape must be (batch, m_dim1, m_dim2, m_dim3) "
@@ -61,7 +82,7 @@ def warp_image_ddf(image, ddf, grid_ref=None, *, interpolation: str = "linear", 
         )
     ddf = _check_ddf(ddf, "ddf", xp)
     if grid_ref is not None:
-        grid_ref = v.as_coordinates(grid_ref, "grid_ref", xp)
+        grid_ref = validate.as_coordinates(grid_ref, "grid_ref", xp)
         if grid_ref.shape != (1,) + ddf.shape[1:]:
             raise ValueError(
                 "grid_ref shape must be (1, f_dim1, f_dim2, f_dim3, 3) or None, "
@@ -86,7 +107,7 @@ def warp_image_ddf(image, ddf, grid_ref=None, *, interpolation: str = "linear", 
 
 
 def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
-    """Integrate a stationary velocity field by scaling and squaring.
+    """Integrate a stationary velocity field by scaling and squaring (DeepReg's ``IntDVF``).
 
     ``ddf = dvf / 2**num_steps``, then ``num_steps`` times
     ``ddf = ddf + warp_image_ddf(ddf, ddf)`` (linear, clamp).  Each step is one
@@ -95,22 +116,41 @@ def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
 
     Parameters
     ----------
-    dvf : array ``(batch, f1, f2, f3, 3)`` in voxels.
-    num_steps : int >= 0.
+    dvf : array, shape (batch, f1, f2, f3, 3)
+        The stationary velocity field, in voxels.
+    num_steps : int >= 0, default 7
 
     Returns
     -------
-    array like ``dvf``: float64 for float64 input, float32 otherwise.
+    array, shape (batch, f1, f2, f3, 3)
+        The displacement field of the flow at time 1: float64 for float64
+        input, float32 otherwise.
+
+    References
+    ----------
+    .. [1] V. Arsigny, O. Commowick, X. Pennec, N. Ayache, "A Log-Euclidean
+       framework for statistics on diffeomorphisms", MICCAI 2006, LNCS 4190,
+       pp. 924-931.
+
+    Examples
+    --------
+    A constant velocity integrates to the same constant displacement:
+
+    >>> import numpy as np
+    >>> from arrayreg import integrate_dvf
+    >>> dvf = np.full((1, 4, 4, 4, 3), 0.5, np.float32)
+    >>> float(np.abs(integrate_dvf(dvf) - 0.5).max())
+    0.0
     """
     backend = backend_of(dvf=dvf)
     xp = backend.xp
     dvf = _check_ddf(dvf, "dvf", xp)
-    num_steps = v.check_int(num_steps, "num_steps", 0)
-    dtype = v.compute_dtype(dvf)
+    num_steps = validate.check_int(num_steps, "num_steps", 0)
+    dtype = compute_dtype(dvf)
     current = xp.ldexp(kernel_array(dvf, dtype, xp), -num_steps)  # exactly dvf / 2**num_steps
     if current.size == 0 or num_steps == 0:
         return current
-    v.check_spatial_nonempty(dvf.shape[1:4], "dvf")
+    validate.check_spatial_nonempty(dvf.shape[1:4], "dvf")
     spare = xp.empty_like(current)
     coords = _coordinate_table(dvf.shape[1:4], dtype, xp)
     top = top_of(dvf.shape[1:4], dtype)
@@ -118,11 +158,6 @@ def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
         backend.kernels.squaring_step(current, coords, top, dtype.type(1), spare)
         current, spare = spare, current
     return current
-
-
-def _finite(value) -> bool:
-    """A finite real number (bools excluded)."""
-    return not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real) and bool(np.isfinite(value))
 
 
 def random_ddf(shape, max_displacement: float, smoothness: float, seed=None, batch_size: int = 1, xp=None):
@@ -144,19 +179,25 @@ def random_ddf(shape, max_displacement: float, smoothness: float, seed=None, bat
         global random state is never touched.
     batch_size : int >= 1.
     xp : None (NumPy) or the CuPy module: the array module of the result.
+
+    Examples
+    --------
+    >>> from arrayreg import random_ddf
+    >>> field = random_ddf((16, 16, 16), max_displacement=2.0, smoothness=4.0, seed=0)
+    >>> field.shape, field.dtype, bool(abs(field).max() <= 2.0)
+    ((1, 16, 16, 16, 3), dtype('float32'), True)
     """
-    from .affine import _random_source
     from .resize import resize3d
 
-    shape = v.check_size3(shape, "shape")
-    if not (_finite(max_displacement) and 0 <= max_displacement <= float(np.finfo(np.float32).max)):
-        raise ValueError(f"max_displacement must be a finite float32 number >= 0; got {max_displacement!r}")
-    if not (_finite(smoothness) and smoothness > 0):
-        raise ValueError(f"smoothness must be a finite number > 0; got {smoothness!r}")
-    batch_size = v.check_int(batch_size, "batch_size", 1)
+    shape = validate.check_size3(shape, "shape")
+    float32_max = float(np.finfo(np.float32).max)
+    max_displacement = validate.check_real(max_displacement, "max_displacement", "a finite float32 number >= 0",
+                                    lambda x: 0 <= x <= float32_max)
+    smoothness = validate.check_real(smoothness, "smoothness", "a finite number > 0", lambda x: 0 < x < np.inf)
+    batch_size = validate.check_int(batch_size, "batch_size", 1)
     # At most one control point per voxel (plus one): a smoothness below 1 cannot make the field rougher.
     coarse = tuple(max(2, int(min(np.ceil(n / smoothness), n)) + 1) for n in shape)
-    control = _random_source(seed).uniform(-1.0, 1.0, (batch_size,) + coarse + (3,)).astype(np.float32)
+    control = validate.random_source(seed).uniform(-1.0, 1.0, (batch_size,) + coarse + (3,)).astype(np.float32)
     if xp is not None:
         control = xp.asarray(control)
     field = resize3d(control, shape)

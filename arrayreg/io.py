@@ -22,7 +22,24 @@ def _nibabel():
 
 
 def load_nifti(path):
-    """Return ``(data, image)`` for a NIfTI file: the array as stored (native endian) and the nibabel image."""
+    """Read a NIfTI file.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    data : numpy.ndarray
+        The array as stored, in native byte order.
+    image : nibabel.Nifti1Image or nibabel.Nifti2Image
+        Its affine and header.
+
+    Raises
+    ------
+    NiftiError
+        (a ``ValueError``) for a missing or unreadable file, in one line.
+    """
     nib = _nibabel()
     path = Path(path)
     if not path.is_file():
@@ -42,6 +59,17 @@ def load_ddf(path) -> tuple:
 
     Accepts DeepReg's ``(f1, f2, f3, 3)`` layout and the ``(f1, f2, f3, 1, 3)``
     layout of NIfTI vector images written by other tools.
+
+    Returns
+    -------
+    ddf : numpy.ndarray, shape (f1, f2, f3, 3)
+        float32 or float64 (integer files become float32).
+    image : nibabel image
+
+    Raises
+    ------
+    NiftiError
+        for another shape, complex values, or an unreadable file.
     """
     data, image = load_nifti(path)
     if data.ndim == 5 and data.shape[3] == 1:
@@ -60,6 +88,14 @@ def save_nifti(path, data: np.ndarray, like=None) -> None:
 
     The file is written to a temporary name in the same folder and renamed
     into place, so readers never see a partial file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.nii`` or ``.nii.gz``; missing folders are created.
+    data : numpy.ndarray
+    like : nibabel image, optional
+        Whose affine and header to copy (the data dtype is updated).
     """
     nib = _nibabel()
     path = Path(path)

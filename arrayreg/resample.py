@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
 
 import numpy as np
 
-from . import _validation as v
-from ._backend import Backend, backend_of
-from ._normalise import kernel_array, outside_value, top_of, value_dtype
+from . import _validation as validate
+from ._backend import backend_of
+from ._docstrings import fill
+from ._plan import SamplingPlan, kernel_array, plan_sampling
 from .grid import get_n_bits_combinations
 
 
 def pyramid_combination(values, weights):
-    """Weighted sum over the ``2**n`` corners of a hypercube (n-linear interpolation).
+    r"""Weighted sum over the ``2**n`` corners of a hypercube (n-linear interpolation).
 
     ``values[r]`` is the value at the corner whose bits are
     ``get_n_bits_combinations(n)[r]`` (bit ``d`` = 0: floor along axis ``d``;
@@ -29,11 +29,32 @@ def pyramid_combination(values, weights):
     Works on any array type with arithmetic (NumPy, CuPy); broadcasting
     follows the array library.
 
+    Parameters
+    ----------
+    values : list of 2**n arrays (or numbers), each of shape (\*loc_shape) or (batch, \*loc_shape[, ch])
+    weights : list of n arrays (or numbers), of the same rank as ``values[0]``
+
+    Returns
+    -------
+    array
+        Of the broadcast shape of the operands.
+
     Raises
     ------
     ValueError
         if the elements of ``values`` and ``weights`` have different ranks, or
         if ``len(values) != 2 ** len(weights)`` (DeepReg's messages).
+
+    Examples
+    --------
+    DeepReg's unit-test case: ``1 * 0.2 * 0.3 + 2 * 0.2 * 0.7 + 3 * 0.8 * 0.3 + 4 * 0.8 * 0.7``.
+
+    >>> import numpy as np
+    >>> from arrayreg import pyramid_combination
+    >>> got = pyramid_combination([np.array([1.0]), np.array([2.0]), np.array([3.0]), np.array([4.0])],
+    ...                           [np.array([0.2]), np.array([0.3])])
+    >>> got.round(12).tolist()
+    [3.3]
     """
     values = _operands(values, "values")
     weights = _operands(weights, "weights")
@@ -70,102 +91,85 @@ def _combine(values, weights):
     return floor + ceil
 
 
-@dataclass(frozen=True)
-class SamplingPlan:
-    """A volume prepared for the sampling kernels, with the scalars they need."""
-
-    backend: Backend
-    vol: object  # (batch, *spatial, ch), C-contiguous, kernel dtype, of backend.xp
-    has_channel: bool
-    coord_dtype: np.dtype  # dtype of locations and weights
-    out_dtype: np.dtype
-    top: tuple  # spatial dims - 1, scalars of coord_dtype (kernel arguments by value: no device table)
-    nearest: bool
-    constant: bool
-    one: np.generic
-    outside: np.generic
-
-    def empty_output(self, batch: int, loc_shape: tuple) -> np.ndarray:
-        """Output ``(batch, *loc_shape[, ch])`` and its ``(batch, points, ch)`` kernel view."""
-        channels = self.vol.shape[-1]
-        shape = (batch,) + tuple(loc_shape) + ((channels,) if self.has_channel else ())
-        out = self.backend.xp.empty(shape, dtype=self.out_dtype)
-        return out, out.reshape(batch, int(np.prod(loc_shape, dtype=np.int64)), channels)
-
-
-def plan_sampling(backend, vol, vol_name, n_dims, has_channel, coords, interpolation, boundary,
-                  fill_value) -> SamplingPlan:
-    """Validate the options and normalise ``vol`` for sampling ``n_dims``-D locations.
-
-    ``coords`` are the coordinate arrays of the call (for the compute dtype).
-    """
-    v.check_choice(interpolation, "interpolation", v.INTERPOLATIONS)
-    v.check_choice(boundary, "boundary", v.BOUNDARIES)
-    nearest = interpolation == "nearest"
-    spatial = vol.shape[1 : n_dims + 1]
-    v.check_spatial_nonempty(spatial, vol_name)
-    compute = v.compute_dtype(vol, *coords)
-    read = value_dtype(vol, compute, nearest)
-    fill = v.check_fill_value(fill_value, read)
-    kernel_vol = kernel_array(vol, read, backend.xp)
-    if not has_channel:
-        kernel_vol = kernel_vol[..., None]
-    return SamplingPlan(
-        backend=backend,
-        vol=kernel_vol,
-        has_channel=has_channel,
-        coord_dtype=compute,
-        out_dtype=read,
-        top=top_of(spatial, compute),
-        nearest=nearest,
-        constant=boundary == "constant",
-        one=compute.type(1),
-        outside=outside_value(read, boundary, fill),
-    )
-
-
+@fill
 def resample(vol, loc, interpolation: str = "linear", *, boundary: str = "clamp", fill_value=0.0):
-    r"""Sample a batched volume at the given voxel coordinates.
+    r"""Sample a batched volume at the given voxel coordinates (DeepReg's ``layer_util.resample``).
 
-    ``out[b, l] = vol[b]`` interpolated at ``loc[b, l, :]`` (coordinates in
-    voxels, ``ij`` order, ``loc[..., d]`` indexes ``vol`` axis ``d + 1``).
-
-    Linear interpolation (DeepReg v0.1.1): along each axis the coordinate
-    ``c`` is clipped to ``[0, dim - 1]``; the corners are ``hi = ceil(c)`` and
-    ``lo = max(hi - 1, 0)`` with floor weight ``w = hi - c``, and the ``2**n``
-    corner values are combined with :func:`pyramid_combination`.
+    ``out[b, l] = vol[b]`` interpolated at ``loc[b, l, :]``, with ``loc[..., d]``
+    the coordinate along axis ``d + 1`` of ``vol``, in voxels.
 
     Parameters
     ----------
-    vol : array ``(batch, *vol_shape)`` or ``(batch, *vol_shape, ch)``.
-    loc : array ``(batch, *loc_shape, n)`` with ``n = len(vol_shape)``; any
-        ``n >= 1`` (fast kernels for ``n`` = 2 and 3).
-    interpolation : ``"linear"`` (default) or ``"nearest"``. Nearest rounds
-        half up, ``floor(c + 1/2)``, after clipping, and returns ``vol``'s dtype
-        unchanged (integer label maps stay integer).
-    boundary : ``"clamp"`` (default, DeepReg) or ``"constant"``: each corner
-        outside the volume contributes ``fill_value`` (``grid_sample``'s
-        ``padding_mode="zeros"`` with ``align_corners=True`` when 0).
-    fill_value : number used by ``boundary="constant"``; for integer images it
-        must be an integer of the image's range.
+    vol : array, shape (batch, \*vol_shape) or (batch, \*vol_shape, ch)
+        The volume, ``n = len(vol_shape)`` spatial axes.
+    loc : array, shape (batch, \*loc_shape, n)
+        Where to sample; any ``n >= 1`` (fused kernels for ``n`` = 2 and 3).
+    {{interpolation}}
+    {{boundary}}
+    {{fill_value}}
 
     Returns
     -------
-    array ``(batch, *loc_shape)`` or ``(batch, *loc_shape, ch)``.  Linear:
-    float64 when ``vol`` or ``loc`` is float64, else float32 (float16 and
-    integer images compute in float32).  Nearest: ``vol``'s dtype (float16
-    becomes float32).
+    array, shape (batch, \*loc_shape) or (batch, \*loc_shape, ch)
+        In the dtype of the rule below.
+
+    Raises
+    ------
+    ValueError
+        DeepReg's messages for an unsupported interpolation (then what arrayreg
+        accepts) and for a ``vol`` rank that does not fit ``loc``; differing
+        batch sizes; a volume with an empty spatial axis.
+    TypeError
+        Non-numeric, complex or masked input; NumPy and CuPy arrays mixed.
+
+    Notes
+    -----
+    {{dtype_rule}}
+
+    {{batch_layout}}
 
     Non-finite coordinates never read out of bounds: with ``clamp`` a NaN
-    coordinate gives NaN (0 for integer images with nearest) and ``±inf`` is
-    clipped to the edge; with ``constant`` they give ``fill_value``.  On an
-    axis longer than 2**24 with float32 coordinates, where ``dim - 1`` is not
-    a float32, the clip limit is the largest float32 below it.
+    coordinate gives NaN (0 for integer images with nearest) and ``±inf`` the
+    edge; with ``constant`` they give ``fill_value``.  On an axis longer than
+    2**24 with float32 coordinates, where ``dim - 1`` is not a float32, the
+    clip limit is the largest float32 below it.
+
+    Equivalents elsewhere, for linear interpolation (the numbers agree to
+    rounding):
+
+    ======================  ======================================  ==========================================
+    arrayreg                SciPy ``map_coordinates(order=1)``      torch ``grid_sample(align_corners=True)``
+    ======================  ======================================  ==========================================
+    ``boundary="clamp"``    ``mode="nearest"``                      ``padding_mode="border"``
+    ``"constant"``, fill    ``mode="grid-constant", cval=fill``     ``padding_mode="zeros"`` (fill 0 only)
+    ======================  ======================================  ==========================================
+
+    SciPy takes one unbatched channel and coordinates first (``(n, *loc_shape)``);
+    torch takes channels first and coordinates normalised to ``[-1, 1]`` in
+    ``(x, y, z) = (k, j, i)`` order.
+
+    References
+    ----------
+    .. [1] Y. Fu, N. Montaña Brown, S. U. Saeed, A. Casamitjana, Z. M. C. Baum,
+       R. Delaunay, Q. Yang, A. Grimwood, Z. Min, S. B. Blumberg, J. E. Iglesias,
+       D. C. Barratt, E. Bonmati, D. C. Alexander, M. J. Clarkson, T. Vercauteren,
+       Y. Hu, "DeepReg: a deep learning toolkit for medical image registration",
+       Journal of Open Source Software 5(55), 2648, 2020.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arrayreg import resample
+    >>> vol = np.array([[[0, 1, 2], [3, 4, 5]]], np.float32)   # (1, 2, 3): vol[i, j] = 3 i + j
+    >>> resample(vol, np.array([[[0.5, 1.0], [0.25, 0.5]]], np.float32))
+    array([[2.5 , 1.25]], dtype=float32)
+    >>> resample(vol, np.array([[[0.0, 3.0]]], np.float32), boundary="constant", fill_value=-1)
+    array([[-1.]], dtype=float32)
     """
-    v.check_interpolation(interpolation, "resample")
+    validate.check_interpolation(interpolation, "resample")
     backend = backend_of(vol=vol, loc=loc)
-    vol = v.as_array(vol, "vol", backend.xp)
-    loc = v.as_coordinates(loc, "loc", backend.xp)
+    vol = validate.as_array(vol, "vol", backend.xp)
+    loc = validate.as_coordinates(loc, "loc", backend.xp)
     if loc.ndim < 2 or loc.shape[-1] < 1:
         raise ValueError(f"loc must have shape (batch, *loc_shape, n) with n >= 1; got {loc.shape}")
     n_dims = loc.shape[-1]
@@ -179,7 +183,8 @@ def resample(vol, loc, interpolation: str = "linear", *, boundary: str = "clamp"
             f"expected vol of rank {n_dims + 1} (batch, *vol_shape) or {n_dims + 2} (batch, *vol_shape, ch)"
         )
     if vol.shape[0] != loc.shape[0]:
-        raise ValueError(f"vol and loc must have the same batch size; got vol.shape = {vol.shape}, loc.shape = {loc.shape}")
+        raise ValueError(f"vol and loc must have the same batch size; "
+                         f"got vol.shape = {vol.shape}, loc.shape = {loc.shape}")
     plan = plan_sampling(backend, vol, "vol", n_dims, has_channel, (loc,), interpolation, boundary, fill_value)
     batch = loc.shape[0]
     out, out_view = plan.empty_output(batch, loc.shape[1:-1])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _validation as v
+from . import _validation as validate
 from ._backend import backend_of
-from ._normalise import kernel_array, value_dtype
+from ._plan import compute_dtype, kernel_array, value_dtype
 
 METHODS = ("bilinear", "nearest")
 
@@ -60,34 +60,49 @@ def resize3d(image, size, method: str = "bilinear"):
 
     Parameters
     ----------
-    image : array ``(d1, d2, d3)``, ``(batch, d1, d2, d3)`` or
-        ``(batch, d1, d2, d3, ch)``.
-    size : ``(out1, out2, out3)``, positive ints.
-    method : ``"bilinear"`` (default) or ``"nearest"``.
+    image : array, shape (d1, d2, d3), (batch, d1, d2, d3) or (batch, d1, d2, d3, ch)
+    size : tuple of 3 positive ints
+        ``(out1, out2, out3)``.
+    method : {"bilinear", "nearest"}, default "bilinear"
 
     Returns
     -------
-    array of the same rank with the spatial axes resized.  An image that
-    already has ``size`` is returned as it is (the same object).  Bilinear
-    returns float64 for float64 input and float32 otherwise; nearest keeps the
-    image dtype (float16 becomes float32).
+    array, shape (out1, out2, out3), (batch, out1, out2, out3) or (batch, out1, out2, out3, ch)
+        An image that already has ``size`` is returned as it is (the same
+        object).  Bilinear returns float64 for float64 input and float32
+        otherwise; nearest keeps the image dtype (float16 becomes float32).
+
+    References
+    ----------
+    .. [1] TensorFlow, ``tf.image.resize`` (TF 2: ``half_pixel_centers=True``,
+       no antialiasing), https://www.tensorflow.org/api_docs/python/tf/image/resize
+
+    Examples
+    --------
+    Doubling a 2-voxel axis: the half-pixel centres fall at 0.25 and 0.75 of a voxel.
+
+    >>> import numpy as np
+    >>> from arrayreg import resize3d
+    >>> image = np.array([0.0, 4.0], np.float32).reshape(1, 1, 2)
+    >>> resize3d(image, (1, 1, 4))[0, 0]
+    array([0., 1., 3., 4.], dtype=float32)
     """
     backend = backend_of(image=image)
     xp = backend.xp
-    image = v.as_array(image, "image", xp)
+    image = validate.as_array(image, "image", xp)
     if image.ndim not in (3, 4, 5):
         raise ValueError(
             "resize3d takes input image of dimension 3 or 4 or 5, corresponding to (dim1, dim2, dim3) "
             f"or (batch, dim1, dim2, dim3) or (batch, dim1, dim2, dim3, channels), got image shape {image.shape}"
         )
-    size = v.check_size3(size, "size", "resize3d takes size of type tuple/list and of length 3")
-    v.check_choice(method, "method", METHODS)
+    size = validate.check_size3(size, "size", "resize3d takes size of type tuple/list and of length 3")
+    validate.check_choice(method, "method", METHODS)
     spatial = image.shape[:3] if image.ndim == 3 else image.shape[1:4]
     if spatial == size:
         return image
-    v.check_spatial_nonempty(spatial, "image")
+    validate.check_spatial_nonempty(spatial, "image")
     volume = image.reshape((1,) * (image.ndim == 3) + image.shape + (1,) * (image.ndim != 5))
-    out_dtype = value_dtype(image, v.compute_dtype(image), nearest=method == "nearest")
+    out_dtype = value_dtype(image, compute_dtype(image), nearest=method == "nearest")
     out = xp.empty(volume.shape[:1] + size + volume.shape[-1:], dtype=out_dtype)
     if out.size:
         source = kernel_array(volume, out.dtype, xp)

@@ -1,6 +1,8 @@
-"""Benchmarks: ``python -m bench.run [--size tiny|full] [--json PATH]`` (same as ``arrayreg bench``)."""
+"""Benchmarks: ``python -m bench.run [--size tiny|full] [--json PATH] [--only W1 ...]`` (same as ``arrayreg bench``)."""
 
-from arrayreg._bench import main
+import sys
+
+from arrayreg.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["bench", *sys.argv[1:]]))

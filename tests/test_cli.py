@@ -74,7 +74,8 @@ def test_integrate_and_resize(files):
     np.testing.assert_array_equal(nib.load(ddf_out).get_fdata(dtype=np.float32),
                                   arrayreg.integrate_dvf(files["ddf"][None], 4)[0])
     small = files["tmp"] / "small.nii.gz"
-    assert run("resize", "-i", files["paths"]["labels"], "-o", small, "--size", "3", "4", "5", "--method", "nearest") == 0
+    assert run("resize", "-i", files["paths"]["labels"], "-o", small, "--size", "3", "4", "5",
+               "--method", "nearest") == 0
     np.testing.assert_array_equal(np.asanyarray(nib.load(small).dataobj),
                                   arrayreg.resize3d(files["labels"], (3, 4, 5), "nearest"))
 
@@ -87,7 +88,8 @@ def test_augment_uses_one_deformation_for_image_and_labels(files):
                                arrayreg.warp_image_ddf(files["image"][None], ddf[None])[0], rtol=1e-6, atol=1e-6)
     labels = np.asanyarray(nib.load(out / "label.nii.gz").dataobj)
     assert labels.dtype == np.int16
-    np.testing.assert_array_equal(labels, arrayreg.warp_image_ddf(files["labels"][None], ddf[None], interpolation="nearest")[0])
+    want = arrayreg.warp_image_ddf(files["labels"][None], ddf[None], interpolation="nearest")[0]
+    np.testing.assert_array_equal(labels, want)
 
 
 @pytest.mark.parametrize(
@@ -123,7 +125,8 @@ def test_python_m_arrayreg_help_and_error_without_traceback(tmp_path):
 
 def test_out_that_is_not_nifti_follows_deepreg(files, capsys, monkeypatch):
     # deepreg_warp writes dirname(out)/warped.nii.gz when --out is not a .nii/.nii.gz file
-    assert run("warp", "-i", files["paths"]["image"], "-d", files["paths"]["ddf"], "-o", files["tmp"] / "sub" / "x.txt") == 0
+    out = files["tmp"] / "sub" / "x.txt"
+    assert run("warp", "-i", files["paths"]["image"], "-d", files["paths"]["ddf"], "-o", out) == 0
     assert (files["tmp"] / "sub" / "warped.nii.gz").is_file()
     assert "should end with .nii" in capsys.readouterr().err
     monkeypatch.chdir(files["tmp"])
@@ -219,7 +222,8 @@ sys.exit(cli.main(sys.argv[2:]))
 """
 
 
-@pytest.mark.parametrize("signame, code, message", [("SIGTERM", 143, ""), ("SIGINT", 130, "arrayreg warp: interrupted")])
+@pytest.mark.parametrize("signame, code, message",
+                         [("SIGTERM", 143, ""), ("SIGINT", 130, "arrayreg warp: interrupted")])
 def test_a_signal_during_the_write_leaves_no_temporary_file(files, signame, code, message):
     out = files["tmp"] / "out" / "warped.nii.gz"
     done = subprocess.run([sys.executable, "-c", INTERRUPTED_WRITE, signame, "warp", "-i", str(files["paths"]["image"]),

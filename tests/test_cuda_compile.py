@@ -33,7 +33,8 @@ THREADS_PER_BLOCK = 256
 REGISTERS_PER_BLOCK = 65536  # sm_80 and sm_90
 
 pytestmark = pytest.mark.skipif(
-    not LOG, reason="needs the launch log of the simulator pass (ARRAYREG_LAUNCH_LOG; the README's test command sets it)"
+    not LOG,
+    reason="needs the launch log of the simulator pass (ARRAYREG_LAUNCH_LOG; the README's test command sets it)"
 )
 
 

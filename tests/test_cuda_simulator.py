@@ -15,7 +15,7 @@ from numba import config
 import arrayreg
 from arrayreg.testing import simulated_gpu
 
-from . import test_deepreg_parity as parity
+from . import reference_cases as parity
 from .reference import map_coordinates_batched, zoom_linear
 
 pytestmark = pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="needs NUMBA_ENABLE_CUDASIM=1 (a separate process)")
@@ -55,7 +55,7 @@ def cuda_calls(monkeypatch):
 @pytest.mark.parametrize("case", GEOMETRIC)
 def test_reference_case_on_simulated_gpu(case):
     with simulated_gpu():
-        parity.test_reference_case(case)
+        parity.check_case(case)
 
 
 def test_the_cuda_path_really_runs(monkeypatch, rng):
@@ -184,7 +184,8 @@ def test_layer_case_takes_the_device_path(case, monkeypatch):
         result = parity.run_layer(case, info)
     want = parity.expected(case, info)
     atol = 1e-4 if case.startswith(parity.DEEP_BLOCKS) else 1e-5
-    for got, ref in zip(result if isinstance(result, tuple) else (result,), want if isinstance(want, tuple) else (want,)):
+    results = result if isinstance(result, tuple) else (result,)
+    for got, ref in zip(results, want if isinstance(want, tuple) else (want,)):
         np.testing.assert_allclose(got, ref, rtol=0, atol=atol)
 
 

@@ -13,7 +13,8 @@ def smooth_ddf(rng, shape, amplitude=3.0, batch=1):
     for b in range(batch):
         for c in range(3):
             phase = rng.uniform(0, np.pi, 3)
-            ddf[b, ..., c] = amplitude * np.sin(grids[0] + phase[0]) * np.cos(grids[1] + phase[1]) * np.sin(grids[2] + phase[2])
+            ddf[b, ..., c] = (amplitude * np.sin(grids[0] + phase[0]) * np.cos(grids[1] + phase[1])
+                              * np.sin(grids[2] + phase[2]))
     return ddf
 
 
@@ -59,8 +60,10 @@ def test_warp_equals_resample_of_grid_plus_ddf_bitwise(rng):
     ddf = rng.uniform(-4, 4, (2, 6, 7, 8, 3)).astype(np.float32)
     grid_ref = (1.3 * get_reference_grid((6, 7, 8)) + 0.2)[None]
     for kwargs in [{}, {"interpolation": "nearest"}, {"boundary": "constant", "fill_value": 2.0}]:
-        np.testing.assert_array_equal(warp_image_ddf(image, ddf, **kwargs), resample(image, get_reference_grid((6, 7, 8))[None] + ddf, **kwargs))
-        np.testing.assert_array_equal(warp_image_ddf(image, ddf, grid_ref, **kwargs), resample(image, grid_ref + ddf, **kwargs))
+        np.testing.assert_array_equal(warp_image_ddf(image, ddf, **kwargs),
+                                      resample(image, get_reference_grid((6, 7, 8))[None] + ddf, **kwargs))
+        np.testing.assert_array_equal(warp_image_ddf(image, ddf, grid_ref, **kwargs),
+                                      resample(image, grid_ref + ddf, **kwargs))
 
 
 def test_zero_ddf_is_identity(rng):
@@ -104,7 +107,8 @@ def test_non_finite_ddf_never_reads_out_of_bounds(rng, bad):
     [
         ((2, 4, 5), (2, 4, 5, 6, 3), None, "image shape must be \\(batch, m_dim1, m_dim2, m_dim3\\)"),
         ((2, 4, 5, 6), (2, 4, 5, 6, 2), None, "ddf shape must be \\(batch, f_dim1, f_dim2, f_dim3, 3\\)"),
-        ((2, 4, 5, 6), (2, 4, 5, 6, 3), (1, 3, 5, 6, 3), "grid_ref shape must be \\(1, f_dim1, f_dim2, f_dim3, 3\\) or None"),
+        ((2, 4, 5, 6), (2, 4, 5, 6, 3), (1, 3, 5, 6, 3),
+         "grid_ref shape must be \\(1, f_dim1, f_dim2, f_dim3, 3\\) or None"),
         ((2, 4, 5, 6), (2, 4, 5, 6, 3), (2, 4, 5, 6, 3), "grid_ref shape must be"),
         ((2, 4, 5, 6), (3, 4, 5, 6, 3), None, "same batch size"),
     ],

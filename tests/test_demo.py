@@ -2,7 +2,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from arrayreg import cli, demo
+from arrayreg import cli
+from arrayreg.cli import demo
 
 
 def test_demo_runs_end_to_end_on_the_phantom(tmp_path, monkeypatch):

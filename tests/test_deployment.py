@@ -19,7 +19,8 @@ ROOT = Path(arrayreg.__file__).parent
 
 def test_eight_threads_at_once_give_the_serial_results(rng):
     inputs = [
-        (rng.standard_normal((1, 20, 21, 22, 2)).astype(np.float32), rng.uniform(-3, 3, (1, 18, 19, 20, 3)).astype(np.float32))
+        (rng.standard_normal((1, 20, 21, 22, 2)).astype(np.float32),
+         rng.uniform(-3, 3, (1, 18, 19, 20, 3)).astype(np.float32))
         for _ in range(8)
     ]
     calls = [
@@ -84,10 +85,12 @@ def test_temporaries_stay_within_the_documented_bound(rng, name, call, bound):
 
 
 def test_import_compiles_nothing_and_does_not_load_kernels():
-    """Only the Numba-free ``_kernels.device`` (what a device array is) is loaded by ``import arrayreg``."""
-    code = "import sys, arrayreg; print([m for m in sys.modules if m.startswith('arrayreg._kernels.')])"
+    """Only the Numba-free ``_kernels.device`` (what a device array is) and ``_kernels.threads`` (which loads
+    libtbb) are loaded by ``import arrayreg``; Numba itself is not imported."""
+    code = ("import sys, arrayreg; print(sorted(m for m in sys.modules if m.startswith('arrayreg._kernels.')), "
+            "'numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['arrayreg._kernels.device']"
+    assert out.stdout.strip() == "['arrayreg._kernels.device', 'arrayreg._kernels.threads'] False"
 
 
 def test_numba_cache_dir_is_honoured_for_a_read_only_install(tmp_path):

@@ -21,7 +21,8 @@ def correlate_reference(x, kernel, strides, padding):
                                   origin=[-(kk // 2) for kk in k])
                 for c in range(x.shape[4])
             )
-            out[b, ..., f] = total[:: strides[0], :: strides[1], :: strides[2]][: out_shape[0], : out_shape[1], : out_shape[2]]
+            strided = total[:: strides[0], :: strides[1], :: strides[2]]
+            out[b, ..., f] = strided[: out_shape[0], : out_shape[1], : out_shape[2]]
     return out
 
 
@@ -44,11 +45,13 @@ def test_conv3d_matches_scipy_correlate(rng, monkeypatch, kernel_size, strides, 
 
 
 def transpose_loop(x, kernel, strides, lengths, befores):
-    full = np.zeros((x.shape[0],) + tuple(l + b + kk for l, b, kk in zip(lengths, befores, kernel.shape[:3])) + (kernel.shape[3],))
+    spatial = tuple(n + b + kk for n, b, kk in zip(lengths, befores, kernel.shape[:3]))
+    full = np.zeros((x.shape[0],) + spatial + (kernel.shape[3],))
     for b, i, j, k in itertools.product(*map(range, x.shape[:4])):
         for a, c, d in itertools.product(*map(range, kernel.shape[:3])):
             full[b, i * strides[0] + a, j * strides[1] + c, k * strides[2] + d] += kernel[a, c, d] @ x[b, i, j, k]
-    return full[:, befores[0] : befores[0] + lengths[0], befores[1] : befores[1] + lengths[1], befores[2] : befores[2] + lengths[2]]
+    return full[:, befores[0] : befores[0] + lengths[0], befores[1] : befores[1] + lengths[1],
+                befores[2] : befores[2] + lengths[2]]
 
 
 @pytest.mark.parametrize("strides, padding, output_padding", [
@@ -62,7 +65,8 @@ def test_conv3d_transpose_matches_a_scatter_loop(rng, strides, padding, output_p
     if output_padding is None:
         lengths = [n * s + (max(3 - s, 0) if padding == "valid" else 0) for n, s in zip(x.shape[1:4], strides)]
     else:
-        lengths = [(n - 1) * s + 3 - 2 * (1 if padding == "same" else 0) + e for n, s, e in zip(x.shape[1:4], strides, output_padding)]
+        lengths = [(n - 1) * s + 3 - 2 * (1 if padding == "same" else 0) + e
+                   for n, s, e in zip(x.shape[1:4], strides, output_padding)]
     befores = [F.conv_padding(length, 3, s, padding)[1] for length, s in zip(lengths, strides)]
     np.testing.assert_allclose(got, transpose_loop(x, kernel, strides, lengths, befores), rtol=1e-12, atol=1e-12)
 
@@ -85,7 +89,8 @@ def test_max_pool3d_matches_a_loop(rng, pool, strides, padding):
     want = np.empty((2,) + tuple(p[0] for p in pads) + (3,))
     for index in np.ndindex(want.shape[1:4]):
         lows = [o * s - p[1] for o, p in zip(index, pads)]
-        window = x[:, max(lows[0], 0) : lows[0] + pool, max(lows[1], 0) : lows[1] + pool, max(lows[2], 0) : lows[2] + pool]
+        window = x[:, max(lows[0], 0) : lows[0] + pool, max(lows[1], 0) : lows[1] + pool,
+                   max(lows[2], 0) : lows[2] + pool]
         want[(slice(None),) + index] = window.max(axis=(1, 2, 3))
     np.testing.assert_array_equal(got, want)
 
@@ -94,12 +99,14 @@ def test_norms_and_dense_follow_their_formulas(rng):
     x = rng.standard_normal((2, 3, 4, 5, 6))
     gamma, beta = rng.uniform(0.5, 1.5, 6), rng.standard_normal(6)
     mean, var = rng.standard_normal(6), rng.uniform(0.5, 2, 6)
-    np.testing.assert_allclose(F.batch_norm(x, gamma, beta, mean, var), gamma * (x - mean) / np.sqrt(var + 1e-3) + beta, rtol=1e-12)
+    np.testing.assert_allclose(F.batch_norm(x, gamma, beta, mean, var), gamma * (x - mean) / np.sqrt(var + 1e-3) + beta,
+                               rtol=1e-12)
     batch_mean, batch_var = x.mean(axis=(0, 1, 2, 3)), x.var(axis=(0, 1, 2, 3))
     np.testing.assert_allclose(F.batch_norm(x, gamma, beta, mean, var, training=True),
                                gamma * (x - batch_mean) / np.sqrt(batch_var + 1e-3) + beta, rtol=1e-10)
     voxel_mean, voxel_var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
-    np.testing.assert_allclose(F.layer_norm(x, gamma, beta), (x - voxel_mean) / np.sqrt(voxel_var + 1e-3) * gamma + beta, rtol=1e-12)
+    want = (x - voxel_mean) / np.sqrt(voxel_var + 1e-3) * gamma + beta
+    np.testing.assert_allclose(F.layer_norm(x, gamma, beta), want, rtol=1e-12)
     kernel, bias = rng.standard_normal((6, 4)), rng.standard_normal(4)
     np.testing.assert_allclose(F.dense(x, kernel, bias), np.einsum("...i,ij->...j", x, kernel) + bias, rtol=1e-12)
 
@@ -110,7 +117,9 @@ def test_activations_and_unknown_names():
     np.testing.assert_allclose(F.activation(x, "softplus"), np.log1p(np.exp(x)), rtol=1e-12)
     np.testing.assert_allclose(F.activation(x, "swish"), x / (1 + np.exp(-x)), rtol=1e-12)
     np.testing.assert_allclose(F.activation(x, "leaky_relu"), np.where(x > 0, x, 0.2 * x))
-    np.testing.assert_allclose(F.activation(x, "gelu")[5:], [0, 0.8413447460685429, 1.954499736103642, 2.99595031, 3.99987332, 4.99999928], rtol=1e-6)
+    np.testing.assert_allclose(F.activation(x, "gelu")[5:],
+                               [0, 0.8413447460685429, 1.954499736103642, 2.99595031, 3.99987332, 4.99999928],
+                               rtol=1e-6)
     np.testing.assert_allclose(F.activation(x[None], "softmax").sum(), 1.0)
     np.testing.assert_allclose(F.activation(x, "elu")[:2], np.expm1(x[:2]))
     with pytest.raises(ValueError, match="identifier must be one of 'relu', 'sigmoid'"):
@@ -163,7 +172,8 @@ def test_convolutions_do_not_depend_on_the_memory_layout(rng, layout, kernel_siz
         "fortran": np.asfortranarray,
         "strided": lambda a: np.repeat(a, 2, axis=-1)[..., ::2],
     }[layout]
-    np.testing.assert_array_equal(F.conv3d(change(x), change(kernel), None, strides), F.conv3d(x, kernel, None, strides))
+    np.testing.assert_array_equal(F.conv3d(change(x), change(kernel), None, strides),
+                                  F.conv3d(x, kernel, None, strides))
     np.testing.assert_array_equal(F.conv3d_transpose(change(x), change(transposed), None, strides),
                                   F.conv3d_transpose(x, transposed, None, strides))
 

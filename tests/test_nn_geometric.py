@@ -15,7 +15,8 @@ def test_warping_takes_ddf_first(rng):
     ddf = rng.uniform(-2, 2, (2, 4, 5, 6, 3)).astype(np.float32)
     np.testing.assert_array_equal(Warping((4, 5, 6))([ddf, image]), warp_image_ddf(image, ddf))
     nearest = Warping((4, 5, 6), interpolation="nearest", boundary="constant", fill_value=-1)([ddf, image])
-    np.testing.assert_array_equal(nearest, warp_image_ddf(image, ddf, interpolation="nearest", boundary="constant", fill_value=-1))
+    want = warp_image_ddf(image, ddf, interpolation="nearest", boundary="constant", fill_value=-1)
+    np.testing.assert_array_equal(nearest, want)
 
 
 def test_warping_errors():

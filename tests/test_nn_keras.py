@@ -9,7 +9,7 @@ import pytest
 from arrayreg import nn
 from arrayreg.nn.keras import local_paths
 
-from . import test_deepreg_parity as parity
+from . import reference_cases as parity
 from .keras_files import DATA_DIR, LOCALNET_H5, MD5, localnet_io, write_keras_h5
 
 h5py = pytest.importorskip("h5py")
@@ -45,7 +45,8 @@ def localnet_from_file():
 
     forward(np.zeros((1, *size, io["input"].shape[-1]), np.float32))  # builds every block from the shapes
     named = {f"_downsample_blocks[{i}]": b for i, b in enumerate(down)} | {"_conv3d_block": bottom} \
-        | {f"_upsample_blocks[{i}]": b for i, b in enumerate(up)} | {f"_extract_layers[{i}]": b for i, b in enumerate(extract)}
+        | {f"_upsample_blocks[{i}]": b for i, b in enumerate(up)} \
+        | {f"_extract_layers[{i}]": b for i, b in enumerate(extract)}
     for attr, block in named.items():
         block.load_weights(LOCALNET_H5, prefix=prefixes[attr])
     return forward, named
@@ -92,7 +93,8 @@ def built_case_layer(case):
 
 def _outputs(case, layer):
     n_inputs = len(parity.CASES[case]["args"]["inputs"])
-    inputs = [parity.field(case, "input")] if n_inputs == 1 else [parity.field(case, f"input{i}") for i in range(n_inputs)]
+    names = [f"input{i}" for i in range(n_inputs)] if n_inputs > 1 else ["input"]
+    inputs = [parity.field(case, name) for name in names]
     out = layer(inputs[0] if n_inputs == 1 else inputs, training=False)
     return out if isinstance(out, tuple) else (out,)
 
@@ -154,7 +156,8 @@ def test_a_single_layer_file_without_prefix(tmp_path, rng):
     x = rng.standard_normal((2, 4, 5, 6)).astype(np.float32)
     np.testing.assert_allclose(layer(x), x.reshape(2, -1) @ kernel + bias, rtol=1e-5, atol=1e-5)
     # DeepReg's own Dense wraps a Keras Dense: "dense/dense_1/kernel:0" loads the same way.
-    write_keras_h5(tmp_path / "deepreg.h5", {"dense": [("dense/dense_1/kernel:0", kernel), ("dense/dense_1/bias:0", bias)]})
+    write_keras_h5(tmp_path / "deepreg.h5",
+                   {"dense": [("dense/dense_1/kernel:0", kernel), ("dense/dense_1/bias:0", bias)]})
     other = nn.Dense(5)
     other.build((2, 4, 5, 6))
     other.load_weights(tmp_path / "deepreg.h5")

@@ -65,7 +65,8 @@ def test_blocks_weights_order_build_and_seed(rng):
     again.build([(1, 4, 5, 6, 6), (1, 8, 10, 12, 3)])
     for a, b in zip(up.get_weights(), again.get_weights()):
         np.testing.assert_array_equal(a, b)
-    x = [rng.standard_normal((1, 4, 5, 6, 6)).astype(np.float32), rng.standard_normal((1, 8, 10, 12, 3)).astype(np.float32)]
+    x = [rng.standard_normal((1, 4, 5, 6, 6)).astype(np.float32),
+         rng.standard_normal((1, 8, 10, 12, 3)).astype(np.float32)]
     assert up(x).shape == (1, 8, 10, 12, 3)
     pooled, skip = DownSampleResnetBlock(4)(rng.standard_normal((1, 8, 8, 8, 2)).astype(np.float32))
     assert pooled.shape == (1, 4, 4, 4, 4) and skip.shape == (1, 8, 8, 8, 4)
@@ -92,7 +93,7 @@ def keras2_order_of(case):
     name dropped: the paths ``layer.weights`` must list, in the same order."""
     from arrayreg.nn.keras import local_paths
 
-    from .test_deepreg_parity import DATA
+    from .reference_cases import DATA
 
     names = [str(n) for n in DATA[f"{case}.weight_names"]]
     return [path.split("/", 1)[1] for path in local_paths(names)]

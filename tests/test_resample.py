@@ -195,7 +195,8 @@ def test_pyramid_combination_matches_explicit_corner_weights(rng):
 
 
 def test_pyramid_combination_errors():
-    with pytest.raises(ValueError, match="In pyramid_combination, elements of values and weights should have same dimension"):
+    with pytest.raises(ValueError,
+                       match="In pyramid_combination, elements of values and weights should have same dimension"):
         pyramid_combination([np.zeros((2, 3))] * 2, [np.zeros(2)])
     with pytest.raises(ValueError, match="In pyramid_combination, num_dim = len\\(weights\\)"):
         pyramid_combination([np.zeros(2)] * 3, [np.zeros(2)])

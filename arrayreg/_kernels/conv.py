@@ -27,6 +27,8 @@ import functools
 import numpy as np
 from numba import njit, prange
 
+from .jit import cached_njit
+
 KERNEL_TRANSFORM = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
 # OpenBLAS runs a GEMM single-threaded below m * n * k = 4 * 65536; a block stays under it,
@@ -111,7 +113,7 @@ def tile_index(tile, tiles2, tiles3):
     return i, rest // tiles3, rest % tiles3
 
 
-@njit(cache=True)
+@cached_njit()
 def block_scratch(block, c_in, c_out, like):
     """Per-block buffers: transformed tiles ``v``, products ``m``, and transform scratch ``s`` and ``r``."""
     v = np.empty((64, block, c_in), dtype=like.dtype)
@@ -121,7 +123,7 @@ def block_scratch(block, c_in, c_out, like):
     return v, m, s, r
 
 
-@njit(cache=True)
+@cached_njit()
 def gemm_arguments(n, k, m, like):
     """The by-reference arguments of :func:`multiply` for ``n`` rows of ``k`` times a ``(k, m)`` matrix:
     "N", (m, n, k, lda, ldb, ldc), (alpha, beta)."""
@@ -133,7 +135,7 @@ def gemm_arguments(n, k, m, like):
     return no_transpose, sizes, scalars
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def multiply(gemm, arguments, a, b, c):
     """``c = a @ b`` through the Fortran ``gemm`` (column major), with ``arguments`` from :func:`gemm_arguments`.
 
@@ -146,7 +148,7 @@ def multiply(gemm, arguments, a, b, c):
          sizes[5:].ctypes)
 
 
-@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+@cached_njit(parallel=True, nogil=True, error_model="numpy")
 def winograd3x3x3(padded, plane, row_length, tiles2, tiles3, n_tiles, u, gemm, block, out):
     """One volume: ``out = conv3d(x, kernel)`` from the flat zero-padded ``padded`` and ``u = G x G x G kernel``.
 
@@ -178,7 +180,7 @@ def rows_per_gemm(k, n):
     return max(1, SINGLE_THREAD_GEMM // (k * n))
 
 
-@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+@cached_njit(parallel=True, nogil=True, error_model="numpy")
 def patch_conv(x, kernel_shape, strides, before, weights, gemm, chunk, out):
     """``out = conv3d(x)`` of one volume ``x`` ``(d1, d2, d3, ch)`` for any kernel and strides.
 
@@ -217,7 +219,7 @@ def patch_conv(x, kernel_shape, strides, before, weights, gemm, chunk, out):
         multiply(gemm, gemm_arguments(count, weights.shape[0], filters, weights), weights, rows, flat_out[first:])
 
 
-@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+@cached_njit(parallel=True, nogil=True, error_model="numpy")
 def transpose_conv(x, weights, kernel_shape, strides, gemm, chunk, full):
     """``full[i * s + tap] += x[i] @ kernel[tap]^T`` (transposed convolution) of one volume, uncropped.
 

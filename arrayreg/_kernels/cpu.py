@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import formulas
+from .jit import cached_njit
 
 _F = formulas.build(njit(inline="always"), np.ceil)
 linear_axis = _F.linear_axis
@@ -19,7 +20,7 @@ tf_lerp = _F.tf_lerp
 trilinear = _F.trilinear
 warp_grid_point = _F.warp_grid_point
 
-_JIT = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
+_JIT = dict(parallel=True, nogil=True, error_model="numpy")
 _CHUNK = 4096  # points per parallel task in the resample kernels
 
 
@@ -44,7 +45,7 @@ def resample3d_points(src, dims, loc, b, n_points, top, nearest, constant, one, 
                       loc[b, p, 2], top, nearest, constant, one, outside, dst, t * dims[3])
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def resample3d(vol, loc, top, nearest, constant, one, outside, out):
     """``out[b, p, :] = vol[b]`` sampled at ``loc[b, p, :]`` (3 coordinates), in chunks of points."""
     n_batch, d1, d2, d3, n_ch = vol.shape
@@ -55,7 +56,8 @@ def resample3d(vol, loc, top, nearest, constant, one, outside, out):
     for task in prange(n_batch * n_chunks):
         b, first, last = point_chunk(task, n_chunks, n_points)
         if fast:
-            resample3d_points(src, (d1, d2, d3, n_ch), loc, b, n_points, top, False, False, one, outside, dst, first, last)
+            resample3d_points(src, (d1, d2, d3, n_ch), loc, b, n_points, top, False, False, one, outside, dst,
+                              first, last)
         else:
             resample3d_points(src, (d1, d2, d3, n_ch), loc, b, n_points, top, nearest, constant, one, outside, dst,
                               first, last)
@@ -69,7 +71,7 @@ def resample2d_points(src, dims, loc, b, n_points, top, nearest, constant, one, 
                       top, nearest, constant, one, outside, dst, t * dims[2])
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def resample2d(vol, loc, top, nearest, constant, one, outside, out):
     """``out[b, p, :] = vol[b]`` sampled at ``loc[b, p, :]`` (2 coordinates)."""
     n_batch, d1, d2, n_ch = vol.shape
@@ -113,7 +115,7 @@ def warp_plane(src, dims, ddf, grid, use_grid, coords, top, nearest, constant, o
             sample_point3(src, dims, base, x, y, z, top, nearest, constant, one, outside, out, k * n_ch)
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def _warp3d_points(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, out):
     """Fused ``resample(image, grid + ddf)`` for any mode, one point at a time (``sample_point3``).
 
@@ -195,7 +197,7 @@ def row_scratch(f3, n_units, offset_type, unit_type, value_type):
     return offsets, weights, unit_values, values
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, offset_type, out):
     """The default warp (linear, clamp, reference grid), row by row with :func:`warp_row`."""
     n_batch, d1, d2, d3, n_ch = image.shape
@@ -248,7 +250,7 @@ def warp3d(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outs
         _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, _offset_type(image), out)
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def _squaring_step(src, coords, top, one, offset_type, dst):
     n_batch, f1, f2, f3 = src.shape[0], src.shape[1], src.shape[2], src.shape[3]
     flat_src, flat_dst = src.reshape(-1), dst.reshape(-1)
@@ -275,7 +277,7 @@ def squaring_step(src, coords, top, one, dst):
     _squaring_step(src, coords, top, one, _offset_type(src), dst)
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def warp_grid3d(grid, theta, out):
     """``out[b, n, p] = [grid[n], 1] @ theta[b, :, p]`` over the flattened grid points ``n``.
 
@@ -317,7 +319,7 @@ def resize_plane_axes23(image, b, i, lo2, hi2, t2, lo3, hi3, t3, along3, plane):
             plane[jo, m] = tf_lerp(low[m], high[m], t)
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def resize3d_linear(image, lo1, hi1, t1, lo2, hi2, t2, lo3, hi3, t3, out):
     """Separable half-pixel linear resize in TensorFlow's order: axis 3, then 2, then 1.
 
@@ -344,7 +346,7 @@ def resize3d_linear(image, lo1, hi1, t1, lo2, hi2, t2, lo3, hi3, t3, out):
                 plane[jo * row + m] = tf_lerp(low[jo, m], high[jo, m], t)
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def resize3d_nearest(image, n1, n2, n3, out):
     """``out[b, a, j, k] = image[b, n1[a], n2[j], n3[k]]``."""
     n_batch, o1, o2, o3, n_ch = out.shape
@@ -357,14 +359,14 @@ def resize3d_nearest(image, n1, n2, n3, out):
                     out[b, a, j, k, ch] = image[b, n1[a], n2[j], n3[k], ch]
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def linear_axis_table(coords, top, one, constant, lo, hi, w_lo):
     """``linear_axis`` applied to every coordinate of a flat array (the generic n-D path)."""
     for t in prange(coords.shape[0]):
         lo[t], hi[t], w_lo[t] = linear_axis(coords[t], top, one, constant)
 
 
-@njit(**_JIT)
+@cached_njit(**_JIT)
 def nearest_axis_table(coords, top, constant, index):
     """``nearest_axis`` applied to every coordinate of a flat array (the generic n-D path)."""
     for t in prange(coords.shape[0]):

@@ -166,18 +166,21 @@ def _nearest_axis_table(coords, top, constant, index):
 
 # ------------------------------------------------- launchers (cpu signatures)
 def resample3d(vol, loc, top, nearest, constant, one, outside, out):
+    """Sample ``vol`` ``(batch, d1, d2, d3, ch)`` at ``loc`` ``(batch, points, 3)`` into ``out``."""
     _, d1, d2, d3, n_ch = vol.shape
     _launch(_resample3d, loc.shape[0] * loc.shape[1], vol.reshape(-1), d1, d2, d3, n_ch, loc, top, nearest,
             constant, one, outside, out.reshape(-1))
 
 
 def resample2d(vol, loc, top, nearest, constant, one, outside, out):
+    """Sample ``vol`` ``(batch, d1, d2, ch)`` at ``loc`` ``(batch, points, 2)`` into ``out`` ``(batch, points, ch)``."""
     _, d1, d2, n_ch = vol.shape
     _launch(_resample2d, loc.shape[0] * loc.shape[1], vol.reshape(-1), d1, d2, n_ch, loc, top, nearest, constant,
             one, outside, out.reshape(-1))
 
 
 def warp3d(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, out):
+    """Warp ``image`` by ``ddf`` (plus ``grid`` when ``use_grid``, else the voxel ``coords`` tables) into ``out``."""
     _, d1, d2, d3, n_ch = image.shape
     _, f1, f2, f3, _ = ddf.shape
     _launch(_warp3d, ddf.size // 3, image.reshape(-1), d1, d2, d3, n_ch, ddf.reshape(-1), f1, f2, f3,
@@ -185,26 +188,32 @@ def warp3d(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outs
 
 
 def squaring_step(src, coords, top, one, dst):
+    """One scaling-and-squaring step: ``dst = src + warp(src, src)`` (clamped linear)."""
     _, f1, f2, f3, _ = src.shape
     _launch(_squaring_step, src.size // 3, src.reshape(-1), f1, f2, f3, coords, top, one, dst.reshape(-1))
 
 
 def warp_grid3d(grid, theta, out):
+    """``out[b, x] = [grid[x], 1] @ theta[b]`` for every point, accumulated in float64."""
     n_points = grid.size // 3
     _launch(_warp_grid3d, theta.shape[0] * n_points, grid.reshape(-1), theta, n_points, out.reshape(-1))
 
 
 def resize3d_linear(image, lo1, hi1, t1, lo2, hi2, t2, lo3, hi3, t3, out):
+    """Separable half-pixel linear resize with per-axis corner and weight tables (axis 3, then 2, then 1)."""
     _launch(_resize3d_linear, out.size // out.shape[-1], image, lo1, hi1, t1, lo2, hi2, t2, lo3, hi3, t3, out)
 
 
 def resize3d_nearest(image, n1, n2, n3, out):
+    """Nearest resize with the per-axis source index tables ``n1``, ``n2``, ``n3``."""
     _launch(_resize3d_nearest, out.size // out.shape[-1], image, n1, n2, n3, out)
 
 
 def linear_axis_table(coords, top, one, constant, lo, hi, w_lo):
+    """The corners and floor weight of each coordinate along one axis (``formulas.linear_axis``)."""
     _launch(_linear_axis_table, coords.shape[0], coords, top, one, constant, lo, hi, w_lo)
 
 
 def nearest_axis_table(coords, top, constant, index):
+    """The nearest index of each coordinate along one axis (``formulas.nearest_axis``; -1 outside)."""
     _launch(_nearest_axis_table, coords.shape[0], coords, top, constant, index)

@@ -42,7 +42,7 @@ def binding():
     return cudnn
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _handle(device: int):
     return binding().create_handle()
 

@@ -8,7 +8,7 @@ follow DeepReg v0.1.1 (``deepreg.model.layer``).  ``layer(x)`` and
 
 from __future__ import annotations
 
-from .. import _validation as v
+from .. import _validation as validate
 from .._backend import backend_of
 from ..ddf import integrate_dvf, warp_image_ddf
 from ..grid import get_reference_grid
@@ -38,14 +38,24 @@ class Warping(Layer):
     ``fixed_image_size``.  The keywords ``interpolation``, ``boundary`` and
     ``fill_value`` go beyond DeepReg and default to its behaviour (see
     :func:`arrayreg.resample`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arrayreg import Warping
+    >>> image = np.arange(4, dtype=np.float32).reshape(1, 1, 1, 4)
+    >>> ddf = np.full((1, 1, 1, 4, 3), 0.0, np.float32)
+    >>> ddf[..., 2] = -1.0
+    >>> Warping((1, 1, 4))([ddf, image])
+    array([[[[0., 0., 1., 2.]]]], dtype=float32)
     """
 
     def __init__(self, fixed_image_size, name: str = "warping", *, interpolation: str = "linear",
                  boundary: str = "clamp", fill_value=0.0):
         super().__init__(name)
-        self.fixed_image_size = v.check_size3(fixed_image_size, "fixed_image_size")
-        self.interpolation = v.check_choice(interpolation, "interpolation", v.INTERPOLATIONS)
-        self.boundary = v.check_choice(boundary, "boundary", v.BOUNDARIES)
+        self.fixed_image_size = validate.check_size3(fixed_image_size, "fixed_image_size")
+        self.interpolation = validate.check_choice(interpolation, "interpolation", validate.INTERPOLATIONS)
+        self.boundary = validate.check_choice(boundary, "boundary", validate.BOUNDARIES)
         self.fill_value = fill_value
         self._grid_ref = None
 
@@ -58,7 +68,7 @@ class Warping(Layer):
 
     def forward(self, inputs, training=None):
         ddf, image = _inputs_pair(inputs, "Warping", "ddf, image")
-        ddf = v.as_coordinates(ddf, "ddf", backend_of(ddf=ddf, image=image).xp)
+        ddf = validate.as_coordinates(ddf, "ddf", backend_of(ddf=ddf, image=image).xp)
         _check_fixed_size(ddf, "ddf", self.fixed_image_size)
         # The reference grid is the default grid of a ddf of this shape: it is not materialised here.
         return warp_image_ddf(image, ddf, interpolation=self.interpolation, boundary=self.boundary,
@@ -70,12 +80,19 @@ class IntDVF(Layer):
 
     ``ddf = dvf / 2**num_steps``, then ``num_steps`` times ``ddf += warp(ddf, ddf)``;
     see :func:`arrayreg.integrate_dvf`.  ``dvf`` is ``(batch, *fixed_image_size, 3)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from arrayreg import IntDVF
+    >>> IntDVF((4, 4, 4), num_steps=7)(np.zeros((2, 4, 4, 4, 3), np.float32)).shape
+    (2, 4, 4, 4, 3)
     """
 
     def __init__(self, fixed_image_size, num_steps: int = 7, name: str = "int_dvf"):
         super().__init__(name)
-        self.fixed_image_size = v.check_size3(fixed_image_size, "fixed_image_size")
-        self._num_steps = v.check_int(num_steps, "num_steps", 0)
+        self.fixed_image_size = validate.check_size3(fixed_image_size, "fixed_image_size")
+        self._num_steps = validate.check_int(num_steps, "num_steps", 0)
         self._warping = Warping(self.fixed_image_size)
 
     @property
@@ -83,7 +100,7 @@ class IntDVF(Layer):
         return self._num_steps
 
     def forward(self, inputs, training=None):
-        dvf = v.as_coordinates(inputs, "dvf", backend_of(dvf=inputs).xp)
+        dvf = validate.as_coordinates(inputs, "dvf", backend_of(dvf=inputs).xp)
         _check_fixed_size(dvf, "dvf", self.fixed_image_size)
         return integrate_dvf(dvf, self._num_steps)
 
@@ -99,14 +116,14 @@ class AdditiveUpSampling(Layer):
 
     def __init__(self, output_shape, stride: int = 2, name: str = "additive_up_sampling"):
         super().__init__(name)
-        self._output_shape = v.check_size3(output_shape, "output_shape")
-        self._stride = v.check_int(stride, "stride", 1)
+        self._output_shape = validate.check_size3(output_shape, "output_shape")
+        self._stride = validate.check_int(stride, "stride", 1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], *self._output_shape, input_shape[-1] // self._stride)
 
     def forward(self, inputs, training=None):
-        x = v.as_array(inputs, "inputs", backend_of(inputs=inputs).xp)
+        x = validate.as_array(inputs, "inputs", backend_of(inputs=inputs).xp)
         if x.ndim != 5:
             raise ValueError(f"inputs must have shape (batch, dim1, dim2, dim3, channels); got {x.shape}")
         if x.shape[4] % self._stride != 0:

@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from .. import _validation as v
+from .. import _validation as validate
 from .._backend import backend_of, is_device_array
 from . import functional as F
 
@@ -36,7 +36,7 @@ def keras_name(class_name: str) -> str:
 
 def initialize(name: str, shape: tuple, rng: np.random.Generator) -> np.ndarray:
     """Keras initializers; fans for a conv kernel ``(*receptive, in, out)`` are ``prod(receptive) * in/out``."""
-    v.check_choice(name, "initializer", INITIALIZERS)
+    validate.check_choice(name, "initializer", INITIALIZERS)
     if name == "zeros":
         return np.zeros(shape, np.float32)
     if name == "ones":
@@ -223,7 +223,7 @@ class Activation(Layer):
 
     def __init__(self, identifier: str = "relu", name: str | None = None, **kwargs):
         super().__init__(name, **kwargs)
-        self.identifier = v.check_choice(identifier, "identifier", tuple(F.ACTIVATIONS))
+        self.identifier = validate.check_choice(identifier, "identifier", tuple(F.ACTIVATIONS))
 
     def forward(self, inputs, training=None):
         return F.activation(inputs, self.identifier)
@@ -236,7 +236,7 @@ class Norm(Layer):
     """
 
     def __init__(self, name: str = "batch_norm", axis: int = -1, seed=None, **kwargs):
-        v.check_choice(name, "name", ("batch_norm", "layer_norm"))
+        validate.check_choice(name, "name", ("batch_norm", "layer_norm"))
         if axis != -1:
             raise ValueError(f"axis must be -1 (channels-last); got {axis!r}")
         super().__init__("norm", seed=seed)
@@ -266,11 +266,11 @@ class MaxPool3d(Layer):
     def __init__(self, pool_size, strides=None, padding: str = "same", name: str | None = None, **kwargs):
         super().__init__(name, **kwargs)
         self.pool_size, self.strides = pool_size, strides
-        self.padding = v.check_choice(padding, "padding", F.PADDINGS)
+        self.padding = validate.check_choice(padding, "padding", F.PADDINGS)
 
     def compute_output_shape(self, input_shape):
-        pool = F._triple(self.pool_size, "pool_size")
-        strides = pool if self.strides is None else F._triple(self.strides, "strides")
+        pool = validate.check_triple(self.pool_size, "pool_size")
+        strides = pool if self.strides is None else validate.check_triple(self.strides, "strides")
         spatial = (conv_output_length(n, k, s, self.padding) for n, k, s in zip(input_shape[1:4], pool, strides))
         return (input_shape[0], *spatial, input_shape[-1])
 
@@ -287,13 +287,14 @@ class Conv3d(Layer):
     def __init__(self, filters: int, kernel_size=3, strides=1, padding: str = "same", activation=None,
                  use_bias: bool = True, kernel_initializer: str = "glorot_uniform", name: str | None = None, **kwargs):
         super().__init__(name, **kwargs)
-        self.filters = v.check_int(filters, "filters", 1)
-        self.kernel_size = F._triple(kernel_size, "kernel_size")
-        self.strides = F._triple(strides, "strides")
-        self.padding = v.check_choice(padding, "padding", F.PADDINGS)
-        self.activation = "linear" if activation is None else v.check_choice(activation, "activation", tuple(F.ACTIVATIONS))
+        self.filters = validate.check_int(filters, "filters", 1)
+        self.kernel_size = validate.check_triple(kernel_size, "kernel_size")
+        self.strides = validate.check_triple(strides, "strides")
+        self.padding = validate.check_choice(padding, "padding", F.PADDINGS)
+        self.activation = ("linear" if activation is None
+                           else validate.check_choice(activation, "activation", tuple(F.ACTIVATIONS)))
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = v.check_choice(kernel_initializer, "kernel_initializer", INITIALIZERS)
+        self.kernel_initializer = validate.check_choice(kernel_initializer, "kernel_initializer", INITIALIZERS)
 
     def build(self, input_shape) -> None:
         self._add_weight("kernel", self.kernel_size + (input_shape[-1], self.filters), self.kernel_initializer)
@@ -325,13 +326,13 @@ class Deconv3d(Layer):
     def __init__(self, filters: int, output_shape=None, kernel_size=3, strides=1, padding: str = "same",
                  use_bias: bool = True, kernel_initializer: str = "glorot_uniform", name: str | None = None, **kwargs):
         super().__init__(name, **kwargs)
-        self.filters = v.check_int(filters, "filters", 1)
-        self.output_shape = None if output_shape is None else v.check_size3(output_shape, "output_shape")
-        self.kernel_size = F._triple(kernel_size, "kernel_size")
-        self.strides = F._triple(strides, "strides")
-        self.padding = "same" if self.output_shape else v.check_choice(padding, "padding", F.PADDINGS)
+        self.filters = validate.check_int(filters, "filters", 1)
+        self.output_shape = None if output_shape is None else validate.check_size3(output_shape, "output_shape")
+        self.kernel_size = validate.check_triple(kernel_size, "kernel_size")
+        self.strides = validate.check_triple(strides, "strides")
+        self.padding = "same" if self.output_shape else validate.check_choice(padding, "padding", F.PADDINGS)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = v.check_choice(kernel_initializer, "kernel_initializer", INITIALIZERS)
+        self.kernel_initializer = validate.check_choice(kernel_initializer, "kernel_initializer", INITIALIZERS)
         self.output_padding = None
 
     def build(self, input_shape) -> None:
@@ -371,8 +372,8 @@ class Dense(Layer):
 
     def __init__(self, units: int, bias_initializer: str = "zeros", name: str | None = None, **kwargs):
         super().__init__(name, **kwargs)
-        self.units = v.check_int(units, "units", 1)
-        self.bias_initializer = v.check_choice(bias_initializer, "bias_initializer", INITIALIZERS)
+        self.units = validate.check_int(units, "units", 1)
+        self.bias_initializer = validate.check_choice(bias_initializer, "bias_initializer", INITIALIZERS)
 
     def build(self, input_shape) -> None:
         self._add_weight("kernel", (int(np.prod(input_shape[1:])), self.units), "glorot_uniform")
@@ -384,5 +385,5 @@ class Dense(Layer):
 
     def forward(self, inputs, training=None):
         w = self._weights_for(inputs)
-        x = v.as_array(inputs, "inputs", backend_of(inputs=inputs).xp)
+        x = validate.as_array(inputs, "inputs", backend_of(inputs=inputs).xp)
         return F.dense(x.reshape(x.shape[0], -1), w["kernel"], w["bias"])

@@ -8,11 +8,12 @@ memory-bandwidth floor (bytes touched / copy bandwidth measured in this run).
     arrayreg bench                      # full size (the sizes of the issues)
     arrayreg bench --size tiny          # seconds; what CI runs
     arrayreg bench --json out.json      # also python -m bench.run from a checkout
+
+Imported by the ``bench`` command only: Numba, SciPy and the peers load with it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -29,29 +31,31 @@ from scipy import ndimage
 import arrayreg
 from arrayreg.nn.functional import conv3d
 
-# Optional peers (the ``bench`` extra), imported by ``import_peers()`` once Numba's threads run.
-torch = F = sitk = None
 
+def load_peers() -> SimpleNamespace:
+    """The optional peers (the ``bench`` extra): ``torch`` and ``sitk`` (SimpleITK), None where not installed.
 
-def import_peers():
-    """Import torch and SimpleITK when installed, after Numba has started its OpenMP threads.
-
-    Numba's OpenMP pool links the system ``libgomp.so.1.0.0``; torch bundles
-    its own ``libgomp.so.1``.  Imported first, torch would load its copy and the
-    process would run two OpenMP runtimes; imported after, torch finds the
-    runtime already loaded and shares it.
+    They are imported after Numba has started its threads: where Numba runs its
+    OpenMP layer (no TBB) it links the system ``libgomp.so.1.0.0`` while torch
+    bundles its own ``libgomp.so.1``; imported first, torch would load its copy
+    and the process would run two OpenMP runtimes; imported after, torch shares
+    the one already loaded.
     """
-    global torch, F, sitk
     _parallel_copy(np.zeros(2, np.float32), np.empty(2, np.float32))  # starts Numba's threads
+    peers = SimpleNamespace(torch=None, sitk=None)
     try:
         import torch
-        import torch.nn.functional as F
+
+        peers.torch = torch
     except ImportError:  # pragma: no cover - depends on the environment
         pass
     try:
-        import SimpleITK as sitk
+        import SimpleITK
+
+        peers.sitk = SimpleITK
     except ImportError:  # pragma: no cover
         pass
+    return peers
 
 SIZES = {
     "full": dict(w1=(160, 192, 224), w2=(128, 128, 128), w3=(128, 128, 128), w4_in=(80, 96, 112), w6=(64, 64, 64),
@@ -112,7 +116,7 @@ def scipy_warp(image, ddf):
     return ndimage.map_coordinates(image[0], coords, order=1, mode="nearest")
 
 
-def torch_grid(ddf_t, shape):
+def torch_grid(torch, ddf_t, shape):
     """DDF in voxels -> grid_sample grid in [-1, 1], (x, y, z) = (k, j, i) order, on the DDF's device."""
     axes = [torch.arange(s, dtype=torch.float32, device=ddf_t.device) for s in shape]
     ref = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
@@ -121,7 +125,7 @@ def torch_grid(ddf_t, shape):
     return (loc * scale - 1.0).flip(-1)
 
 
-def torch_warp(image, ddf, device="cpu"):
+def torch_warp(torch, image, ddf, device="cpu"):
     """grid_sample(align_corners=True, padding_mode='border'), layout changes and grid build included.
 
     ``image`` and ``ddf`` are NumPy (or, with ``device="cuda"``, CuPy) arrays; returns a channels-last tensor.
@@ -131,42 +135,43 @@ def torch_warp(image, ddf, device="cpu"):
         if image_t.ndim == 4:
             image_t = image_t[..., None]
         vol = image_t.permute(0, 4, 1, 2, 3)
-        grid = torch_grid(torch.as_tensor(ddf, device=device), ddf.shape[1:4])
-        out = F.grid_sample(vol, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        grid = torch_grid(torch, torch.as_tensor(ddf, device=device), ddf.shape[1:4])
+        out = torch.nn.functional.grid_sample(vol, grid, mode="bilinear", padding_mode="border", align_corners=True)
         return out.permute(0, 2, 3, 4, 1).contiguous()
 
 
-def torch_int_dvf(dvf, steps, device="cpu"):
+def torch_int_dvf(torch, dvf, steps, device="cpu"):
     """Scaling and squaring with grid_sample; returns the DDF as a tensor on ``device``."""
     with torch.no_grad():
         ddf = torch.as_tensor(dvf, device=device) / 2**steps
         shape = dvf.shape[1:4]
         for _ in range(steps):
-            grid = torch_grid(ddf, shape)
-            warped = F.grid_sample(ddf.permute(0, 4, 1, 2, 3), grid, mode="bilinear", padding_mode="border",
-                                   align_corners=True)
+            grid = torch_grid(torch, ddf, shape)
+            warped = torch.nn.functional.grid_sample(ddf.permute(0, 4, 1, 2, 3), grid, mode="bilinear",
+                                                     padding_mode="border", align_corners=True)
             ddf = ddf + warped.permute(0, 2, 3, 4, 1)
         return ddf
 
 
-def torch_resize(image, size):
+def torch_resize(torch, image, size):
     with torch.no_grad():
         vol = torch.from_numpy(image).permute(0, 4, 1, 2, 3)
-        out = F.interpolate(vol, size=size, mode="trilinear", align_corners=False)
+        out = torch.nn.functional.interpolate(vol, size=size, mode="trilinear", align_corners=False)
         return out.permute(0, 2, 3, 4, 1).contiguous().numpy()
 
 
-def torch_conv3d(x, kernel):
+def torch_conv3d(torch, x, kernel):
     """conv3d on channels-last data: the layout changes are part of the time."""
     with torch.no_grad():
         weight = torch.from_numpy(kernel).permute(4, 3, 0, 1, 2)
-        out = F.conv3d(torch.from_numpy(x).permute(0, 4, 1, 2, 3), weight, padding=kernel.shape[0] // 2)
+        channels_first = torch.from_numpy(x).permute(0, 4, 1, 2, 3)
+        out = torch.nn.functional.conv3d(channels_first, weight, padding=kernel.shape[0] // 2)
         return out.permute(0, 2, 3, 4, 1).contiguous().numpy()
 
 
 def localnet_forward(shape):
     """A small LocalNet-style encoder-decoder made of arrayreg.nn blocks (2 levels)."""
-    from .nn import Conv3dWithResize, DownSampleResnetBlock, LocalNetUpSampleResnetBlock
+    from ..nn import Conv3dWithResize, DownSampleResnetBlock, LocalNetUpSampleResnetBlock
 
     down1, down2 = DownSampleResnetBlock(8, seed=0), DownSampleResnetBlock(16, seed=1)
     bottom = DownSampleResnetBlock(32, seed=2)
@@ -182,7 +187,7 @@ def localnet_forward(shape):
     return forward
 
 
-def sitk_warp(image, ddf):
+def sitk_warp(sitk, image, ddf):
     """SimpleITK DisplacementFieldTransform + Resample (linear); ITK is xyz, so axes are reversed."""
     moving = sitk.GetImageFromArray(image[0])
     field = sitk.GetImageFromArray(ddf[0][..., ::-1].astype(np.float64), isVector=True)
@@ -192,7 +197,8 @@ def sitk_warp(image, ddf):
 
 
 # ---------------------------------------------------------------- workloads
-def workloads(size):
+def workloads(size, peers):
+    torch, sitk = peers.torch, peers.sitk
     s = SIZES[size]
     rng = np.random.default_rng(0)
     w1_img = rng.standard_normal((1,) + s["w1"]).astype(np.float32)
@@ -218,8 +224,8 @@ def workloads(size):
             impls={
                 "arrayreg": lambda: arrayreg.warp_image_ddf(w1_img, w1_ddf),
                 "scipy map_coordinates (+coords)": lambda: scipy_warp(w1_img, w1_ddf),
-                "torch grid_sample (+grid, layout)": torch and (lambda: torch_warp(w1_img, w1_ddf).numpy()),
-                "SimpleITK Resample": sitk and (lambda: sitk_warp(w1_img, w1_ddf)),
+                "torch grid_sample (+grid, layout)": torch and (lambda: torch_warp(torch, w1_img, w1_ddf).numpy()),
+                "SimpleITK Resample": sitk and (lambda: sitk_warp(sitk, w1_img, w1_ddf)),
             },
         ),
         f"W2 warp_image_ddf {(1,) + s['w2'] + (4,)}": dict(
@@ -227,7 +233,7 @@ def workloads(size):
             out_bytes=w2_img.nbytes,
             impls={
                 "arrayreg": lambda: arrayreg.warp_image_ddf(w2_img, w2_ddf),
-                "torch grid_sample (+grid, layout)": torch and (lambda: torch_warp(w2_img, w2_ddf).numpy()),
+                "torch grid_sample (+grid, layout)": torch and (lambda: torch_warp(torch, w2_img, w2_ddf).numpy()),
             },
         ),
         f"W3 IntDVF {(1,) + s['w3'] + (3,)} 7 steps": dict(
@@ -235,7 +241,7 @@ def workloads(size):
             out_bytes=w3_dvf.nbytes * 2,
             impls={
                 "arrayreg": lambda: int_dvf(w3_dvf),
-                "torch grid_sample loop": torch and (lambda: torch_int_dvf(w3_dvf, 7).numpy()),
+                "torch grid_sample loop": torch and (lambda: torch_int_dvf(torch, w3_dvf, 7).numpy()),
             },
         ),
         f"W4 resize3d {(1,) + s['w4_in'] + (1,)} -> {w4_size}": dict(
@@ -243,7 +249,7 @@ def workloads(size):
             out_bytes=w4_img.nbytes * 8,
             impls={
                 "arrayreg": lambda: arrayreg.resize3d(w4_img, w4_size),
-                "torch interpolate (+layout)": torch and (lambda: torch_resize(w4_img, w4_size)),
+                "torch interpolate (+layout)": torch and (lambda: torch_resize(torch, w4_img, w4_size)),
                 "scipy zoom (grid_mode)": lambda: ndimage.zoom(w4_img[0, ..., 0], 2, order=1, grid_mode=True,
                                                                mode="nearest"),
             },
@@ -263,7 +269,7 @@ def workloads(size):
             out_bytes=w6_x.nbytes * 2,
             impls={
                 "arrayreg nn.functional.conv3d": lambda: conv3d(w6_x, w6_kernel),
-                "torch conv3d (+layout)": torch and (lambda: torch_conv3d(w6_x, w6_kernel)),
+                "torch conv3d (+layout)": torch and (lambda: torch_conv3d(torch, w6_x, w6_kernel)),
             },
         ),
         f"W7 LocalNet-style encoder-decoder {(1,) + s['w6'] + (2,)}": dict(
@@ -301,7 +307,7 @@ def gpu_median_ms(cp, fn, repeat):
     return float(np.median(times))
 
 
-def gpu_workloads(cp, size):
+def gpu_workloads(cp, size, peers):
     """W1 and W3 on CuPy arrays against cupyx map_coordinates and torch CUDA (layout and grid included)."""
     from cupyx.scipy import ndimage as cundimage
 
@@ -316,6 +322,7 @@ def gpu_workloads(cp, size):
         coords = cp.indices(s["w1"], dtype=cp.float32) + cp.moveaxis(ddf[0], -1, 0)
         return cundimage.map_coordinates(image[0], coords, order=1, mode="nearest")
 
+    torch = peers.torch
     torch_cuda = torch is not None and torch.cuda.is_available()
 
     return {
@@ -324,20 +331,21 @@ def gpu_workloads(cp, size):
             impls={
                 "arrayreg (CuPy)": lambda: arrayreg.warp_image_ddf(image, ddf),
                 "cupyx map_coordinates (+coords)": cupyx_warp,
-                "torch CUDA grid_sample (+grid, layout)": torch_cuda and (lambda: torch_warp(image, ddf, "cuda")),
+                "torch CUDA grid_sample (+grid, layout)":
+                    torch_cuda and (lambda: torch_warp(torch, image, ddf, "cuda")),
             },
         ),
         f"GPU W3 IntDVF {(1,) + s['w3'] + (3,)} 7 steps": dict(
             touched=dvf.nbytes * (2 * 7 + 2),
             impls={
                 "arrayreg (CuPy)": lambda: int_dvf(dvf),
-                "torch CUDA grid_sample loop": torch_cuda and (lambda: torch_int_dvf(dvf, 7, "cuda")),
+                "torch CUDA grid_sample loop": torch_cuda and (lambda: torch_int_dvf(torch, dvf, 7, "cuda")),
             },
         ),
     }
 
 
-def print_gpu_tables(cp, size, repeat, results):
+def print_gpu_tables(cp, size, repeat, results, peers):
     source = cp.ones(64 * 2**20, cp.float32)
     target = cp.empty_like(source)
     copy_ms = gpu_median_ms(cp, lambda: target.__setitem__(Ellipsis, source), 9)
@@ -349,7 +357,7 @@ def print_gpu_tables(cp, size, repeat, results):
     arrayreg.warp_image_ddf(first, cp.zeros((1, 8, 8, 8, 3), cp.float32))
     cp.cuda.get_current_stream().synchronize()
     print(f"first CUDA warp in this process (kernel compile for one signature): {time.perf_counter() - start:.2f} s\n")
-    for title, work in gpu_workloads(cp, size).items():
+    for title, work in gpu_workloads(cp, size, peers).items():
         floor_ms = work["touched"] / (bandwidth * 1e9) * 1e3
         rows = [(impl, gpu_median_ms(cp, fn, repeat)) for impl, fn in work["impls"].items() if fn]
         print(f"### {title}  (bandwidth floor {floor_ms:.3f} ms)\n")
@@ -378,25 +386,15 @@ def latency(size):
     return warm, cold
 
 
-def add_arguments(parser):
-    parser.add_argument("--size", choices=sorted(SIZES), default="full", help="workload sizes (default: full)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--only", nargs="+", metavar="W", help="run only these workloads (e.g. W1 W6)")
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-
-
 def run(args):
-    import_peers()
+    peers = load_peers()
     bandwidth = copy_bandwidth_gbs()
     repeat = SIZES[args.size]["repeat"]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"numba threads {numba.get_num_threads()}; torch {torch.__version__ if torch else 'absent'}; "
-          f"SimpleITK {sitk.Version_VersionString() if sitk else 'absent'}; copy bandwidth {bandwidth:.1f} GB/s\n")
+          f"numba threads {numba.get_num_threads()} ({numba.threading_layer()}); "
+          f"torch {peers.torch.__version__ if peers.torch else 'absent'}; "
+          f"SimpleITK {peers.sitk.Version_VersionString() if peers.sitk else 'absent'}; "
+          f"copy bandwidth {bandwidth:.1f} GB/s\n")
     results = {"bandwidth_gbs": bandwidth, "workloads": {}}
     try:
         from threadpoolctl import threadpool_info
@@ -406,7 +404,7 @@ def run(args):
         print(f"BLAS: {'; '.join(blas) or 'unknown'}\n")
     except ImportError:
         print("BLAS: threadpoolctl not installed\n")
-    for name, work in workloads(args.size).items():
+    for name, work in workloads(args.size, peers).items():
         if args.only and name.split()[0] not in args.only:
             continue
         floor_ms = work["touched"] / (bandwidth * 1e9) * 1e3
@@ -432,7 +430,7 @@ def run(args):
         results["workloads"][name] = {"floor_ms": floor_ms, "rows": rows}
     cp = cupy_with_device()
     if cp is not None:
-        print_gpu_tables(cp, args.size, repeat, results)
+        print_gpu_tables(cp, args.size, repeat, results, peers)
     else:
         print("GPU rows: skipped (no CuPy or no CUDA device)\n")
     warm, cold = latency(args.size)
@@ -443,6 +441,3 @@ def run(args):
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)
 
-
-if __name__ == "__main__":
-    main()

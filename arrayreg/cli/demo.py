@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io
+from .. import io
 
 TEMPLATE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 GREY, WHITE = "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz", "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"
@@ -50,7 +50,7 @@ def phantom(shape=(96, 112, 96)):
 
 def shrink(image, labels, affine, size):
     """Resize so that the largest axis has ``size`` voxels (bilinear image, nearest labels)."""
-    from . import resize3d
+    from .. import resize3d
 
     factor = size / max(image.shape)
     shape = tuple(max(2, int(round(n * factor))) for n in image.shape)
@@ -92,8 +92,9 @@ def figure(path, image, warped, labels, warped_labels, ddf):
 
 
 def run(out, size=0, seed=0, device="cpu"):
-    from . import warp_image_ddf
-    from .cli import _array_module, _to_host, random_deformation
+    from .. import warp_image_ddf
+    from .._backend import array_module, to_host
+    from ..augment import random_deformation
 
     out = Path(out)
     timings = {}
@@ -109,17 +110,19 @@ def run(out, size=0, seed=0, device="cpu"):
         image, labels, affine = timed("resize", lambda: shrink(image, labels, affine, size))
     print(f"input: {source}, shape {image.shape}")
     backends = [("cpu", np)]
-    xp = _array_module(device)
+    xp = array_module(device)
     if xp is not np:
         backends.append(("gpu", xp))
     for name, module in backends:
         ddf = timed(f"{name}: random affine + IntDVF", lambda m=module: random_deformation(image.shape, seed, xp=m))
-        warped = timed(f"{name}: warp image (linear)", lambda m=module: warp_image_ddf(m.asarray(image[None]), ddf))
+        warped = timed(f"{name}: warp image (linear)",
+                       lambda m=module, d=ddf: warp_image_ddf(m.asarray(image[None]), d))
         warped_labels = timed(f"{name}: warp labels (nearest)",
-                              lambda m=module: warp_image_ddf(m.asarray(labels[None]), ddf, interpolation="nearest"))
+                              lambda m=module, d=ddf: warp_image_ddf(m.asarray(labels[None]), d,
+                                                                     interpolation="nearest"))
         if module is not np:
             module.cuda.get_current_stream().synchronize()
-    ddf, warped, warped_labels = (_to_host(a)[0] for a in (ddf, warped, warped_labels))
+    ddf, warped, warped_labels = (to_host(a)[0] for a in (ddf, warped, warped_labels))
     import nibabel
 
     like = nibabel.Nifti1Image(image, affine)

@@ -1,0 +1,145 @@
+"""The commands of ``arrayreg``: each ``cmd_NAME(args)`` runs one parsed command.
+
+A user mistake raises :class:`CommandError` (or a library ``ValueError``/``TypeError``),
+which :func:`arrayreg.cli.main` prints as one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import io
+from .._backend import array_module, to_host
+
+
+class CommandError(Exception):
+    """A user mistake reported as one line."""
+
+
+# ------------------------------------------------------------------ helpers
+def _output_path(out: str, default_name: str) -> Path:
+    """DeepReg's rule: an --out that is not a .nii/.nii.gz file means ``dirname(out)/default_name``."""
+    if not out:
+        return Path(default_name)
+    if out == "-":
+        raise CommandError("--out - (standard output) is not supported: NIfTI needs a file; "
+                           "give a path ending in .nii or .nii.gz")
+    if not (out.endswith(".nii") or out.endswith(".nii.gz")):
+        target = Path(os.path.dirname(out)) / default_name
+        print(f"arrayreg: --out should end with .nii or .nii.gz; writing {target}", file=sys.stderr)
+        return target
+    return Path(out)
+
+
+def _load_image(path):
+    data, image = io.load_nifti(path)
+    if data.ndim not in (3, 4):
+        raise CommandError(f"{path}: an image must have shape (m1, m2, m3) or (m1, m2, m3, ch), got {data.shape}")
+    return data, image
+
+
+# ----------------------------------------------------------------- commands
+def cmd_warp(args) -> None:
+    from .. import warp_image_ddf
+
+    xp = array_module(args.device)
+    ddf, ddf_image = io.load_ddf(args.ddf)
+    several = len(args.image) > 1
+    if several:
+        folder = Path(args.out or ".")
+        targets = [folder / f"warped_{Path(p).name}" for p in args.image]
+        _refuse_collisions(args.image, targets)
+    else:
+        targets = [_output_path(args.out, "warped.nii.gz")]
+    images = [_load_image(path) for path in args.image]
+    results = []
+    progress = _progress(list(zip(args.image, images)), "warp", several)
+    for _, (data, _) in progress:
+        warped = warp_image_ddf(xp.asarray(data[None]), xp.asarray(ddf[None]), interpolation=args.interpolation,
+                                boundary=args.boundary, fill_value=args.fill_value)
+        results.append(to_host(warped)[0])
+    for target, result in zip(targets, results):
+        io.save_nifti(target, result, like=ddf_image)
+        print(f"wrote {target}")
+
+
+def _refuse_collisions(inputs, targets) -> None:
+    """Several inputs with the same file name would overwrite each other's output: say which, before any work."""
+    first = {}
+    for source, target in zip(inputs, targets):
+        if target in first:
+            raise CommandError(f"{first[target]} and {source} would both be written to {target}; "
+                               "give images with distinct file names, or warp them one at a time")
+        first[target] = source
+
+
+def _progress(items, label, show):
+    if not show:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=label, unit="image")
+
+
+def cmd_integrate(args) -> None:
+    from .. import integrate_dvf
+
+    xp = array_module(args.device)
+    dvf, dvf_image = io.load_ddf(args.dvf)
+    ddf = to_host(integrate_dvf(xp.asarray(dvf[None]), args.num_steps))[0]
+    target = _output_path(args.out, "ddf.nii.gz")
+    io.save_nifti(target, ddf, like=dvf_image)
+    print(f"wrote {target}")
+
+
+def cmd_resize(args) -> None:
+    from .. import resize3d
+
+    xp = array_module(args.device)
+    data, image = _load_image(args.image)
+    volume = data if data.ndim == 3 else data[None]
+    resized = to_host(resize3d(xp.asarray(volume), tuple(args.size), args.method))
+    resized = resized if data.ndim == 3 else resized[0]
+    zoom = np.diag([n_in / n_out for n_in, n_out in zip(data.shape[:3], args.size)] + [1.0])
+    like = image.__class__(resized, image.affine @ zoom, image.header.copy())
+    target = _output_path(args.out, "resized.nii.gz")
+    io.save_nifti(target, resized, like=like)
+    print(f"wrote {target}")
+
+
+def cmd_augment(args) -> None:
+    from .. import warp_image_ddf
+    from ..augment import random_deformation
+
+    xp = array_module(args.device)
+    data, image = _load_image(args.image)
+    ddf = random_deformation(data.shape[:3], args.seed, args.scale, args.max_displacement, xp=xp)
+    out = Path(args.out)
+    warped = to_host(warp_image_ddf(xp.asarray(data[None]), ddf))[0]
+    results = [(out / "image.nii.gz", warped, image)]
+    if args.label:
+        labels, label_image = _load_image(args.label)
+        if labels.shape[:3] != data.shape[:3]:
+            raise CommandError(f"--label shape {labels.shape} does not match --image shape {data.shape}")
+        warped_labels = to_host(warp_image_ddf(xp.asarray(labels[None]), ddf, interpolation="nearest"))[0]
+        results.append((out / "label.nii.gz", warped_labels, label_image))
+    results.append((out / "ddf.nii.gz", to_host(ddf)[0], image))
+    for target, array, like in results:
+        io.save_nifti(target, array, like=like)
+        print(f"wrote {target}")
+
+
+def cmd_demo(args) -> None:
+    from . import demo
+
+    demo.run(args.out, size=args.size, seed=args.seed, device=args.device)
+
+
+def cmd_bench(args) -> None:
+    from . import bench
+
+    bench.run(args)
