@@ -86,6 +86,16 @@ class SamplingPlan:
     one: np.generic
     outside: np.generic
 
+    @property
+    def mode(self) -> tuple:
+        """``(top, nearest, constant, one, outside)``: the sampling mode, one kernel argument.
+
+        A tuple travels by value (to CUDA in the launch parameters), and the
+        kernels unpack it before their loops, so a literal flag still
+        specialises an inlined body.
+        """
+        return (self.top, self.nearest, self.constant, self.one, self.outside)
+
     def empty_output(self, batch: int, loc_shape: tuple) -> np.ndarray:
         """Output ``(batch, *loc_shape[, ch])`` and its ``(batch, points, ch)`` kernel view."""
         channels = self.vol.shape[-1]

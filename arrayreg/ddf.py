@@ -101,8 +101,7 @@ def warp_image_ddf(image, ddf, grid_ref=None, *, interpolation: str = "linear", 
     use_grid = grid_ref is not None
     grid = kernel_array(grid_ref, dtype, xp) if use_grid else xp.zeros((1, 1, 1, 1, 3), dtype=dtype)
     backend.kernels.warp3d(plan.vol, kernel_array(ddf, dtype, xp), grid, use_grid,
-                           _coordinate_table(ddf.shape[1:4], dtype, xp), plan.top, plan.nearest, plan.constant,
-                           plan.one, plan.outside, out_view)
+                           _coordinate_table(ddf.shape[1:4], dtype, xp), plan.mode, out_view)
     return out
 
 

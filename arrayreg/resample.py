@@ -194,7 +194,7 @@ def resample(vol, loc, interpolation: str = "linear", *, boundary: str = "clamp"
     if n_dims in (2, 3):
         kernels = backend.kernels
         kernel = kernels.resample3d if n_dims == 3 else kernels.resample2d
-        kernel(plan.vol, flat_loc, plan.top, plan.nearest, plan.constant, plan.one, plan.outside, out_view)
+        kernel(plan.vol, flat_loc, plan.mode, out_view)
     else:
         out_view[...] = _resample_generic(plan, flat_loc)
     return out

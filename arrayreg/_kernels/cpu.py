@@ -46,8 +46,12 @@ def resample3d_points(src, dims, loc, b, n_points, top, nearest, constant, one, 
 
 
 @cached_njit(**_JIT)
-def resample3d(vol, loc, top, nearest, constant, one, outside, out):
-    """``out[b, p, :] = vol[b]`` sampled at ``loc[b, p, :]`` (3 coordinates), in chunks of points."""
+def resample3d(vol, loc, mode, out):
+    """``out[b, p, :] = vol[b]`` sampled at ``loc[b, p, :]`` (3 coordinates), in chunks of points.
+
+    ``mode`` is ``(top, nearest, constant, one, outside)``, :attr:`arrayreg._plan.SamplingPlan.mode`.
+    """
+    top, nearest, constant, one, outside = mode
     n_batch, d1, d2, d3, n_ch = vol.shape
     src, dst = vol.reshape(-1), out.reshape(-1)
     n_points = loc.shape[1]
@@ -72,8 +76,9 @@ def resample2d_points(src, dims, loc, b, n_points, top, nearest, constant, one, 
 
 
 @cached_njit(**_JIT)
-def resample2d(vol, loc, top, nearest, constant, one, outside, out):
-    """``out[b, p, :] = vol[b]`` sampled at ``loc[b, p, :]`` (2 coordinates)."""
+def resample2d(vol, loc, mode, out):
+    """``out[b, p, :] = vol[b]`` sampled at ``loc[b, p, :]`` (2 coordinates); ``mode`` as :func:`resample3d`."""
+    top, nearest, constant, one, outside = mode
     n_batch, d1, d2, n_ch = vol.shape
     src, dst = vol.reshape(-1), out.reshape(-1)
     n_points = loc.shape[1]
@@ -116,12 +121,13 @@ def warp_plane(src, dims, ddf, grid, use_grid, coords, top, nearest, constant, o
 
 
 @cached_njit(**_JIT)
-def _warp3d_points(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, out):
+def _warp3d_points(image, ddf, grid, use_grid, coords, mode, out):
     """Fused ``resample(image, grid + ddf)`` for any mode, one point at a time (``sample_point3``).
 
     With ``use_grid`` False the grid is the reference grid, read from the
     float table ``coords`` (``coords[i] == i``); otherwise ``grid[0]``.
     """
+    top, nearest, constant, one, outside = mode
     n_batch, d1, d2, d3, n_ch = image.shape
     f1, f2, f3 = ddf.shape[1], ddf.shape[2], ddf.shape[3]
     src, disp, ref, dst = image.reshape(-1), ddf.reshape(-1), grid.reshape(-1), out.reshape(-1)
@@ -241,10 +247,14 @@ def _offset_type(array):
     return np.empty(0, np.int32 if array.size < 2**31 else np.int64)
 
 
-def warp3d(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, out):
-    """Fused ``resample(image, grid + ddf)``: the row kernel for DeepReg's default mode, else point by point."""
+def warp3d(image, ddf, grid, use_grid, coords, mode, out):
+    """Fused ``resample(image, grid + ddf)``: the row kernel for DeepReg's default mode, else point by point.
+
+    ``mode`` as :func:`resample3d`.
+    """
+    top, nearest, constant, one, _ = mode
     if nearest or constant or use_grid or image.dtype != out.dtype:
-        _warp3d_points(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, out)
+        _warp3d_points(image, ddf, grid, use_grid, coords, mode, out)
     else:
         units, unit_lanes, channel_lanes = _transport(image)
         _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, _offset_type(image), out)

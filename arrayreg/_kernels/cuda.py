@@ -165,22 +165,25 @@ def _nearest_axis_table(coords, top, constant, index):
 
 
 # ------------------------------------------------- launchers (cpu signatures)
-def resample3d(vol, loc, top, nearest, constant, one, outside, out):
+def resample3d(vol, loc, mode, out):
     """Sample ``vol`` ``(batch, d1, d2, d3, ch)`` at ``loc`` ``(batch, points, 3)`` into ``out``."""
+    top, nearest, constant, one, outside = mode
     _, d1, d2, d3, n_ch = vol.shape
     _launch(_resample3d, loc.shape[0] * loc.shape[1], vol.reshape(-1), d1, d2, d3, n_ch, loc, top, nearest,
             constant, one, outside, out.reshape(-1))
 
 
-def resample2d(vol, loc, top, nearest, constant, one, outside, out):
+def resample2d(vol, loc, mode, out):
     """Sample ``vol`` ``(batch, d1, d2, ch)`` at ``loc`` ``(batch, points, 2)`` into ``out`` ``(batch, points, ch)``."""
+    top, nearest, constant, one, outside = mode
     _, d1, d2, n_ch = vol.shape
     _launch(_resample2d, loc.shape[0] * loc.shape[1], vol.reshape(-1), d1, d2, n_ch, loc, top, nearest, constant,
             one, outside, out.reshape(-1))
 
 
-def warp3d(image, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, out):
+def warp3d(image, ddf, grid, use_grid, coords, mode, out):
     """Warp ``image`` by ``ddf`` (plus ``grid`` when ``use_grid``, else the voxel ``coords`` tables) into ``out``."""
+    top, nearest, constant, one, outside = mode
     _, d1, d2, d3, n_ch = image.shape
     _, f1, f2, f3, _ = ddf.shape
     _launch(_warp3d, ddf.size // 3, image.reshape(-1), d1, d2, d3, n_ch, ddf.reshape(-1), f1, f2, f3,
