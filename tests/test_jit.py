@@ -7,6 +7,7 @@ the cache are chosen once per process.
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -57,6 +58,30 @@ def test_forked_children_run_kernels_after_the_parent_did():
     assert layer == "tbb"
     # image[0, 1, 1, 1 + shift] = 30 + 6 + 1 + shift
     assert " ".join(values) == "38.0 [38.0, 37.0, 39.0] 0"
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_spawned_children_run_kernels_after_the_parent_did(method):
+    code = textwrap.dedent(f"""
+        import multiprocessing, numpy as np, arrayreg
+
+        def shifted(shift):
+            image = np.arange(4 * 5 * 6, dtype=np.float32).reshape(1, 4, 5, 6)
+            ddf = np.zeros((1, 4, 5, 6, 3), np.float32)
+            ddf[..., 2] = shift
+            return float(arrayreg.warp_image_ddf(image, ddf)[0, 1, 1, 1])
+
+        if __name__ == "__main__":
+            parent = shifted(1.0)
+            with multiprocessing.get_context("{method}").Pool(2) as pool:
+                print(parent, pool.map(shifted, [0.0, 2.0]))
+    """)
+    script = Path(tempfile.mkdtemp()) / "spawned.py"  # spawn re-imports the main module from a file
+    script.write_text(code)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "38.0 [37.0, 39.0]"
 
 
 def test_no_writable_cache_folder_compiles_in_memory_with_one_warning(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .. import _validation as validate
 from .._backend import backend_of
+from .._docstrings import fill
 from ..ddf import integrate_dvf, warp_image_ddf
 from ..grid import get_reference_grid
 from ..resize import resize3d
@@ -29,6 +30,7 @@ def _check_fixed_size(field, name: str, fixed_image_size: tuple) -> None:
                          f"fixed_image_size = {fixed_image_size}; got {name}.shape = {shape}")
 
 
+@fill
 class Warping(Layer):
     """Warp an image with a DDF defined on the fixed grid: ``Warping(fixed_image_size)([ddf, image])``.
 
@@ -36,8 +38,15 @@ class Warping(Layer):
     ``grid_ref = get_reference_grid(fixed_image_size)[None]``, shape
     ``(1, *fixed_image_size, 3)``; the ddf's spatial shape must equal
     ``fixed_image_size``.  The keywords ``interpolation``, ``boundary`` and
-    ``fill_value`` go beyond DeepReg and default to its behaviour (see
-    :func:`arrayreg.resample`).
+    ``fill_value`` go beyond DeepReg and default to its behaviour.
+
+    Parameters
+    ----------
+    fixed_image_size : tuple of 3 positive ints
+    name : str, default "warping"
+    {{interpolation}}
+    {{boundary}}
+    {{fill_value}}
 
     Examples
     --------

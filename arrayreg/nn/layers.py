@@ -233,6 +233,16 @@ class Norm(Layer):
     """``Norm(name="batch_norm" | "layer_norm", axis=-1)``: BatchNormalization or LayerNormalization, epsilon 1e-3.
 
     As in DeepReg, ``name`` picks the normalization; the layer itself is called ``"norm"``.
+
+    Parameters
+    ----------
+    name : {"batch_norm", "layer_norm"}, default "batch_norm"
+    axis : -1
+        Channels-last only.
+
+    Weights: ``batch_normalization/gamma``, ``beta`` (trainable), ``moving_mean``,
+    ``moving_variance`` (not trainable), each of shape (channels,); or
+    ``layer_normalization/gamma`` and ``beta``.
     """
 
     def __init__(self, name: str = "batch_norm", axis: int = -1, seed=None, **kwargs):
@@ -279,8 +289,20 @@ class MaxPool3d(Layer):
 
 
 class Conv3d(Layer):
-    """``Conv3d(filters, kernel_size=3, strides=1, padding="same", activation=None, use_bias=True,
-    kernel_initializer="glorot_uniform")``; kernel ``(kd, kh, kw, in, filters)``."""
+    """DeepReg's ``Conv3d``: Keras ``Conv3D`` on channels-last volumes (:func:`arrayreg.nn.functional.conv3d`).
+
+    Parameters
+    ----------
+    filters : int >= 1
+    kernel_size, strides : int or 3 ints, default 3 and 1
+    padding : {"same", "valid"}, default "same"
+    activation : str, optional
+        A key of ``functional.ACTIVATIONS``; None is linear.
+    use_bias : bool, default True
+    kernel_initializer : {"glorot_uniform", "he_normal", "zeros", "ones"}, default "glorot_uniform"
+
+    Weights: ``conv3d/kernel``, shape (kd, kh, kw, in, filters), and ``conv3d/bias``, shape (filters,).
+    """
 
     keras_layer = "conv3d"
 
@@ -318,7 +340,18 @@ class Deconv3d(Layer):
 
     With ``output_shape``, padding is "same" and
     ``output_padding = out - ((in - 1) * s + k - 2 * (k // 2))`` per axis (DeepReg);
-    Keras then requires ``0 <= output_padding < stride``.  Kernel ``(kd, kh, kw, filters, in)``.
+    Keras then requires ``0 <= output_padding < stride``.
+
+    Parameters
+    ----------
+    filters : int >= 1
+    output_shape : tuple of 3 positive ints, optional
+    kernel_size, strides : int or 3 ints, default 3 and 1
+    padding : {"same", "valid"}, default "same"
+    use_bias : bool, default True
+    kernel_initializer : str, default "glorot_uniform"
+
+    Weights: ``conv3d_transpose/kernel``, shape (kd, kh, kw, filters, in), and ``conv3d_transpose/bias``.
     """
 
     keras_layer = "conv3d_transpose"
@@ -366,7 +399,15 @@ class Deconv3d(Layer):
 
 
 class Dense(Layer):
-    """``Dense(units, bias_initializer="zeros")``: flattens ``(batch, ...)`` in C order, then ``x @ kernel + bias``."""
+    """DeepReg's ``Dense``: flattens ``(batch, ...)`` in C order, then ``x @ kernel + bias``.
+
+    Parameters
+    ----------
+    units : int >= 1
+    bias_initializer : str, default "zeros"
+
+    Weights: ``dense/kernel``, shape (prod(input_shape[1:]), units), and ``dense/bias``, shape (units,).
+    """
 
     keras_layer = "dense"
 
