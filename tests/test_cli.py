@@ -212,6 +212,9 @@ import os, signal, sys
 import nibabel
 from arrayreg import cli
 
+# A job started in the background by a non-interactive shell inherits SIGINT ignored; test Python's default.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 def half_written_then_signalled(image, filename):
     with open(filename, "wb") as file:
         file.write(b"\\0" * 4096)
