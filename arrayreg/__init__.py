@@ -8,6 +8,7 @@ DDFs ``(batch, f1, f2, f3, 3)`` in voxels on the fixed grid, ``ij`` order:
 from ._kernels.threads import load_tbb
 from .affine import random_transform_generator
 from .ddf import integrate_dvf, random_ddf, warp_image_ddf
+from .fields import FoldingReport, affine_to_ddf, ddf_to_affine, folding_report, jacobian_determinant
 from .grid import get_n_bits_combinations, get_reference_grid, warp_grid
 from .nn import AdditiveUpSampling, IntDVF, Warping
 from .resample import pyramid_combination, resample
@@ -19,11 +20,16 @@ load_tbb()  # before any parallel kernel runs, so that Numba picks its fork-safe
 
 __all__ = [
     "AdditiveUpSampling",
+    "FoldingReport",
     "IntDVF",
     "Warping",
+    "affine_to_ddf",
+    "ddf_to_affine",
+    "folding_report",
     "get_n_bits_combinations",
     "get_reference_grid",
     "integrate_dvf",
+    "jacobian_determinant",
     "pyramid_combination",
     "random_ddf",
     "random_transform_generator",

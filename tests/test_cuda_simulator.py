@@ -283,6 +283,8 @@ def test_grid_resize_and_integration_in_every_float_dtype_equal_the_cpu(rng, dty
         lambda: arrayreg.warp_grid(dvf[0], np.eye(4, 3, dtype=dtype)[None] * 1.1),
         lambda: arrayreg.resize3d(image, (7, 3, 9)),
         lambda: arrayreg.resize3d(image, (7, 3, 9), "nearest"),
+        lambda: arrayreg.jacobian_determinant(dvf * 2, (0.5, 1.0, 1.5)),
+        lambda: arrayreg.jacobian_determinant(dvf[:, :1]),
     ]
     assert_cuda_path_equals_cpu(runs)
 

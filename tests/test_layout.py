@@ -20,6 +20,7 @@ RANKS = [
     ("arrayreg._validation",),
     ("arrayreg._plan",),
     ("arrayreg.grid", "arrayreg.affine", "arrayreg.resample", "arrayreg.ddf", "arrayreg.resize"),
+    ("arrayreg.fields",),
     ("arrayreg.augment", "arrayreg.io", "arrayreg.testing"),
     ("arrayreg.nn",),  # and its submodules
     ("arrayreg.layer", "arrayreg.layer_util", "arrayreg"),
@@ -114,7 +115,7 @@ def test_bench_sizes_offered_by_the_parser_are_the_benchmarks_sizes():
 
 
 KERNEL_NAMES = ("resample3d", "resample2d", "warp3d", "squaring_step", "warp_grid3d", "resize3d_linear",
-                "resize3d_nearest", "linear_axis_table", "nearest_axis_table")
+                "resize3d_nearest", "linear_axis_table", "nearest_axis_table", "jacobian3d")
 
 
 def test_every_cpu_kernel_and_its_cuda_launcher_take_the_same_arguments():

@@ -17,6 +17,7 @@ nearest_axis = _F.nearest_axis
 sample_point2 = _F.sample_point2
 sample_point3 = _F.sample_point3
 tf_lerp = _F.tf_lerp
+jacobian_point = _F.jacobian_point
 trilinear = _F.trilinear
 warp_grid_point = _F.warp_grid_point
 
@@ -313,6 +314,22 @@ def warp_grid3d(grid, theta, out):
             part[3 * n] = warp_grid_point(g0, g1, g2, t00, t10, t20, t30)
             part[3 * n + 1] = warp_grid_point(g0, g1, g2, t01, t11, t21, t31)
             part[3 * n + 2] = warp_grid_point(g0, g1, g2, t02, t12, t22, t32)
+
+
+@cached_njit(**_JIT)
+def jacobian3d(ddf, inv_steps, half, one, out):
+    """``out[b, i, j, k] = det(I + du/dx)`` of ``ddf`` ``(batch, f1, f2, f3, 3)`` (``formulas.jacobian_point``).
+
+    ``inv_steps`` holds ``1 / spacing`` per axis; ``half`` and ``one`` are scalars of the compute dtype.
+    """
+    n_batch, f1, f2, f3 = out.shape
+    src, dst = ddf.reshape(-1), out.reshape(-1)
+    for t in prange(n_batch * f1):
+        i = t - (t // f1) * f1
+        for j in range(f2):
+            for k in range(f3):
+                v = (t * f2 + j) * f3 + k
+                dst[v] = jacobian_point(src, 3 * v, (f1, f2, f3), i, j, k, inv_steps, half, one)
 
 
 @njit(inline="always")

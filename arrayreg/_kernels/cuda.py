@@ -34,6 +34,7 @@ resize_point_linear = _F.resize_point_linear
 sample_point2 = _F.sample_point2
 sample_point3 = _F.sample_point3
 warp_grid_point = _F.warp_grid_point
+jacobian_point = _F.jacobian_point
 
 THREADS_PER_BLOCK = 256
 MAX_BLOCKS = 65535
@@ -127,6 +128,15 @@ def _warp_grid3d(points, theta, n_points, dst):
                                              theta[b, 3, p])
 
 
+@cuda.jit
+def _jacobian3d(src, f1, f2, f3, n_voxels, inv_steps, half, one, dst):
+    for v in range(cuda.grid(1), n_voxels, cuda.gridsize(1)):
+        k = v % f3
+        j = (v // f3) % f2
+        i = (v // (f3 * f2)) % f1
+        dst[v] = jacobian_point(src, 3 * v, (f1, f2, f3), i, j, k, inv_steps, half, one)
+
+
 @cuda.jit(device=True)
 def _voxel_of(t, o1, o2, o3):
     """``(b, a, j, k)`` of flat voxel ``t`` in a ``(batch, o1, o2, o3)`` volume."""
@@ -215,6 +225,12 @@ def resize3d_nearest(image, n1, n2, n3, out):
 def linear_axis_table(coords, top, one, constant, lo, hi, w_lo):
     """The corners and floor weight of each coordinate along one axis (``formulas.linear_axis``)."""
     _launch(_linear_axis_table, coords.shape[0], coords, top, one, constant, lo, hi, w_lo)
+
+
+def jacobian3d(ddf, inv_steps, half, one, out):
+    """``out[b, i, j, k] = det(I + du/dx)`` of ``ddf`` ``(batch, f1, f2, f3, 3)`` (``formulas.jacobian_point``)."""
+    _, f1, f2, f3 = out.shape
+    _launch(_jacobian3d, out.size, ddf.reshape(-1), f1, f2, f3, out.size, inv_steps, half, one, out.reshape(-1))
 
 
 def nearest_axis_table(coords, top, constant, index):

@@ -198,6 +198,44 @@ def build(jit, ceil):
 
 
     @jit
+    def axis_derivative(field, offset, stride, index, size, inv_step, half):
+        """The derivative of ``field`` along one axis at ``field[offset]`` (``index`` of ``size`` on that axis).
+
+        Central difference ``(f[+1] - f[-1]) * (inv_step * half)`` inside; one-sided
+        ``(f[+1] - f[0]) * inv_step`` and ``(f[0] - f[-1]) * inv_step`` at the two
+        borders; 0 on an axis of one voxel.  ``stride`` is the axis's flat step.
+        """
+        if size == 1:
+            return inv_step - inv_step
+        if index == 0:
+            return (field[offset + stride] - field[offset]) * inv_step
+        if index == size - 1:
+            return (field[offset] - field[offset - stride]) * inv_step
+        return (field[offset + stride] - field[offset - stride]) * (inv_step * half)
+
+    @jit
+    def jacobian_point(field, offset, dims, i, j, k, inv_steps, half, one):
+        """``det(I + du/dx)`` at voxel ``(i, j, k)`` of a flat field ``(..., f1, f2, f3, 3)`` (``dims``).
+
+        ``offset`` is the flat index of the voxel's first component; entry ``(c, a)``
+        of the Jacobian is :func:`axis_derivative` of component ``c`` along axis ``a``,
+        and the determinant is expanded along the first row.
+        """
+        f1, f2, f3 = dims
+        s2 = 3 * f3
+        s1 = s2 * f2
+        a00 = one + axis_derivative(field, offset, s1, i, f1, inv_steps[0], half)
+        a01 = axis_derivative(field, offset, s2, j, f2, inv_steps[1], half)
+        a02 = axis_derivative(field, offset, 3, k, f3, inv_steps[2], half)
+        a10 = axis_derivative(field, offset + 1, s1, i, f1, inv_steps[0], half)
+        a11 = one + axis_derivative(field, offset + 1, s2, j, f2, inv_steps[1], half)
+        a12 = axis_derivative(field, offset + 1, 3, k, f3, inv_steps[2], half)
+        a20 = axis_derivative(field, offset + 2, s1, i, f1, inv_steps[0], half)
+        a21 = axis_derivative(field, offset + 2, s2, j, f2, inv_steps[1], half)
+        a22 = one + axis_derivative(field, offset + 2, 3, k, f3, inv_steps[2], half)
+        return a00 * (a11 * a22 - a12 * a21) - a01 * (a10 * a22 - a12 * a20) + a02 * (a10 * a21 - a11 * a20)
+
+    @jit
     def resize_point_linear(image, b, lo1, hi1, t1, lo2, hi2, t2, lo3, hi3, t3, ch):
         """One voxel of the separable half-pixel linear resize, in TensorFlow's order: axis 3, 2, then 1."""
         r00 = tf_lerp(image[b, lo1, lo2, lo3, ch], image[b, lo1, lo2, hi3, ch], t3)
@@ -217,4 +255,6 @@ def build(jit, ceil):
         sample_point2=sample_point2,
         warp_grid_point=warp_grid_point,
         resize_point_linear=resize_point_linear,
+        axis_derivative=axis_derivative,
+        jacobian_point=jacobian_point,
     )

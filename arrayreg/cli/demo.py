@@ -58,22 +58,18 @@ def shrink(image, labels, affine, size):
     return resize3d(image, shape), resize3d(labels, shape, "nearest"), affine @ zoom
 
 
-def jacobian_determinant(ddf):
-    """det(I + grad ddf) by central differences, for a ``(f1, f2, f3, 3)`` DDF."""
-    gradient = np.stack([np.stack(np.gradient(ddf[..., c]), -1) for c in range(3)], -2)
-    return np.linalg.det(gradient + np.eye(3))
-
-
 def figure(path, image, warped, labels, warped_labels, ddf):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .. import jacobian_determinant
+
     centre = [n // 2 for n in image.shape]
     views = [lambda a, c=centre: a[c[0]], lambda a, c=centre: a[:, c[1]], lambda a, c=centre: a[:, :, c[2]]]
     magnitude = np.linalg.norm(ddf, axis=-1)
-    jacobian = jacobian_determinant(ddf)
+    jacobian = jacobian_determinant(ddf[None])[0]
     rows = [("moving", image, "gray"), ("warped", warped, "gray"), ("warped labels", warped_labels, "viridis"),
             ("|DDF| (voxels)", magnitude, "magma"), ("Jacobian determinant", jacobian, "coolwarm")]
     fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)))
@@ -92,7 +88,7 @@ def figure(path, image, warped, labels, warped_labels, ddf):
 
 
 def run(out, size=0, seed=0, device="cpu"):
-    from .. import warp_image_ddf
+    from .. import folding_report, warp_image_ddf
     from .._backend import array_module, to_host
     from ..augment import random_deformation
 
@@ -132,4 +128,5 @@ def run(out, size=0, seed=0, device="cpu"):
     timed("figure", lambda: figure(out / "demo.png", image, warped, labels, warped_labels, ddf))
     for name, seconds in timings.items():
         print(f"{name:<34} {1e3 * seconds:9.1f} ms")
+    print(f"deformation: {folding_report(ddf[None])}")
     print(f"wrote {out}/: image, labels, warped, warped_labels, ddf (.nii.gz) and demo.png")
