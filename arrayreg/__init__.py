@@ -8,7 +8,15 @@ DDFs ``(batch, f1, f2, f3, 3)`` in voxels on the fixed grid, ``ij`` order:
 from ._kernels.threads import load_tbb
 from .affine import random_transform_generator
 from .ddf import integrate_dvf, random_ddf, warp_image_ddf
-from .fields import FoldingReport, affine_to_ddf, ddf_to_affine, folding_report, jacobian_determinant
+from .fields import (
+    FoldingReport,
+    affine_to_ddf,
+    compose_ddf,
+    ddf_to_affine,
+    folding_report,
+    invert_ddf,
+    jacobian_determinant,
+)
 from .grid import get_n_bits_combinations, get_reference_grid, warp_grid
 from .nn import AdditiveUpSampling, IntDVF, Warping
 from .resample import pyramid_combination, resample
@@ -24,11 +32,13 @@ __all__ = [
     "IntDVF",
     "Warping",
     "affine_to_ddf",
+    "compose_ddf",
     "ddf_to_affine",
     "folding_report",
     "get_n_bits_combinations",
     "get_reference_grid",
     "integrate_dvf",
+    "invert_ddf",
     "jacobian_determinant",
     "pyramid_combination",
     "random_ddf",

@@ -285,6 +285,9 @@ def test_grid_resize_and_integration_in_every_float_dtype_equal_the_cpu(rng, dty
         lambda: arrayreg.resize3d(image, (7, 3, 9), "nearest"),
         lambda: arrayreg.jacobian_determinant(dvf * 2, (0.5, 1.0, 1.5)),
         lambda: arrayreg.jacobian_determinant(dvf[:, :1]),
+        lambda: arrayreg.compose_ddf(dvf * 3, dvf[:, 1:] * 2),
+        lambda: arrayreg.compose_ddf(dvf * 3, dvf[:, 1:] * 2, boundary="clamp"),
+        lambda: arrayreg.invert_ddf(dvf, iterations=3),
     ]
     assert_cuda_path_equals_cpu(runs)
 

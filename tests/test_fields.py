@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import arrayreg
-from arrayreg import affine_to_ddf, ddf_to_affine, folding_report, jacobian_determinant
+from arrayreg import affine_to_ddf, compose_ddf, ddf_to_affine, folding_report, invert_ddf, jacobian_determinant
 
 
 def smooth_field(shape, amplitude, seed=0, batch=1):
@@ -106,3 +106,71 @@ def test_affine_errors():
 def test_fields_are_exported():
     for name in ("jacobian_determinant", "folding_report", "affine_to_ddf", "ddf_to_affine"):
         assert name in arrayreg.__all__
+
+
+def random_matrices(rng, batch=1, scale=0.1):
+    matrices = np.tile(np.eye(4), (batch, 1, 1))
+    matrices[:, :3, :] += rng.uniform(-scale, scale, (batch, 3, 4)) * np.array([1, 1, 1, 5])
+    return matrices
+
+
+def test_composing_affine_ddfs_is_the_matrix_product(rng):
+    outer, inner = random_matrices(rng, 2), random_matrices(rng, 2)
+    shape = (9, 10, 11)
+    got = compose_ddf(affine_to_ddf(outer, shape), affine_to_ddf(inner, shape), boundary="clamp")
+    want = affine_to_ddf(outer @ inner, shape)
+    grid = np.indices(shape).transpose(1, 2, 3, 0)
+    target = grid[None] + affine_to_ddf(inner, shape)
+    inside = ((target >= 0) & (target <= np.array(shape) - 1)).all(-1)  # outer's grid holds the whole affine
+    np.testing.assert_allclose(got[inside], want[inside], rtol=0, atol=1e-10)
+
+
+def test_compose_equals_warping_the_outer_field_then_adding(rng):
+    outer = smooth_field((8, 9, 10), 2.0, seed=1).astype(np.float32)
+    inner = smooth_field((6, 7, 8), 1.5, seed=2).astype(np.float32)
+    for boundary in ("constant", "clamp"):
+        got = compose_ddf(outer, inner, boundary=boundary)
+        want = inner + arrayreg.warp_image_ddf(outer, inner, boundary=boundary)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_compose_matches_simpleitk_composite_transform():
+    sitk = pytest.importorskip("SimpleITK")
+    shape = (12, 11, 10)
+    outer, inner = smooth_field(shape, 2.0, seed=3), smooth_field(shape, 2.0, seed=5)
+
+    def transform(field):
+        image = sitk.GetImageFromArray(field[0][..., ::-1].copy(), isVector=True)
+        return sitk.DisplacementFieldTransform(image)  # zero displacement outside the field's grid
+
+    composite = sitk.CompositeTransform([transform(outer), transform(inner)])  # applies inner, then outer
+    reference = sitk.Image([n for n in shape[::-1]], sitk.sitkFloat64)
+    converter = sitk.TransformToDisplacementFieldFilter()
+    converter.SetReferenceImage(reference)
+    want = sitk.GetArrayFromImage(converter.Execute(composite))[..., ::-1]
+    # Where x + inner(x) lies inside outer's grid both interpolate linearly; within half a voxel outside ITK
+    # still takes the edge value, and beyond that zero, where "constant" blends in zeros corner by corner.
+    target = np.indices(shape).transpose(1, 2, 3, 0) + inner[0]
+    inside = ((target >= 0) & (target <= np.array(shape) - 1)).all(-1)
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(compose_ddf(outer, inner)[0][inside], want[inside], rtol=0, atol=1e-9)
+
+
+def test_invert_ddf_is_inverse_consistent_in_the_interior():
+    ddf = smooth_field((32, 32, 32), 4.0, seed=7)
+    assert np.abs(ddf).max() > 3.0 and jacobian_determinant(ddf).min() > 0
+    inverse, error = invert_ddf(ddf, return_error=True)
+    interior = (slice(None), slice(6, -6), slice(6, -6), slice(6, -6))
+    both = [compose_ddf(ddf, inverse, boundary="clamp"), compose_ddf(inverse, ddf, boundary="clamp")]
+    for residual in both:
+        assert np.linalg.norm(residual[interior], axis=-1).max() < 0.05
+    assert error < 0.05
+
+
+def test_invert_ddf_stops_early_and_validates():
+    shift = np.full((1, 5, 5, 5, 3), 0.5)
+    np.testing.assert_allclose(invert_ddf(shift, iterations=3)[0, 2, 2, 2], -0.5)
+    with pytest.raises(ValueError, match="iterations must be an int >= 0"):
+        invert_ddf(shift, iterations=-1)
+    with pytest.raises(ValueError, match="outer and inner must have the same batch size"):
+        compose_ddf(np.zeros((2, 3, 3, 3, 3)), np.zeros((1, 3, 3, 3, 3)))

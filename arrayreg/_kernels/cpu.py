@@ -262,6 +262,37 @@ def warp3d(image, ddf, grid, use_grid, coords, mode, out):
 
 
 @cached_njit(**_JIT)
+def compose3d(outer, inner, coords, mode, weights, out):
+    """``out[b, x] = w_inner * inner[b, x] + w_outer * outer[b]`` sampled (linear) at ``x + inner[b, x]``.
+
+    ``outer`` ``(batch, d1, d2, d3, 3)`` and ``inner``/``out`` ``(batch, f1, f2, f3, 3)``; ``mode`` as
+    :func:`resample3d` (its ``nearest`` is ignored: linear); ``weights = (w_inner, w_outer)``.  With
+    ``(1, 1)`` this is the composition of two DDFs, with ``(0, -1)`` one fixed-point step of inversion.
+    """
+    top, _, constant, one, outside = mode
+    w_inner, w_outer = weights
+    n_batch, d1, d2, d3, _ = outer.shape
+    f1, f2, f3 = inner.shape[1], inner.shape[2], inner.shape[3]
+    src, disp, dst = outer.reshape(-1), inner.reshape(-1), out.reshape(-1)
+    for t in prange(n_batch * f1):
+        b = t // f1
+        base = b * d1 * d2 * d3 * 3
+        xi = coords[t - b * f1]
+        for j in range(f2):
+            row = (t * f2 + j) * f3
+            for k in range(f3):
+                p = 3 * (row + k)
+                if constant:
+                    sample_point3(src, (d1, d2, d3, 3), base, xi + disp[p], coords[j] + disp[p + 1],
+                                  coords[k] + disp[p + 2], top, False, True, one, outside, dst, p)
+                else:
+                    sample_point3(src, (d1, d2, d3, 3), base, xi + disp[p], coords[j] + disp[p + 1],
+                                  coords[k] + disp[p + 2], top, False, False, one, outside, dst, p)
+                for c in range(3):
+                    dst[p + c] = w_inner * disp[p + c] + w_outer * dst[p + c]
+
+
+@cached_njit(**_JIT)
 def _squaring_step(src, coords, top, one, offset_type, dst):
     n_batch, f1, f2, f3 = src.shape[0], src.shape[1], src.shape[2], src.shape[3]
     flat_src, flat_dst = src.reshape(-1), dst.reshape(-1)

@@ -104,6 +104,21 @@ def _warp3d(src, d1, d2, d3, n_ch, ddf, f1, f2, f3, grid, use_grid, coords, top,
 
 
 @cuda.jit
+def _compose3d(outer, d1, d2, d3, inner, f1, f2, f3, coords, top, constant, one, outside, w_inner, w_outer, dst):
+    n_points = f1 * f2 * f3
+    for t in range(cuda.grid(1), inner.shape[0] // 3, cuda.gridsize(1)):
+        b = t // n_points
+        r = t - b * n_points
+        x = coords[r // (f2 * f3)] + inner[3 * t]
+        y = coords[(r // f3) % f2] + inner[3 * t + 1]
+        z = coords[r % f3] + inner[3 * t + 2]
+        sample_point3(outer, (d1, d2, d3, 3), b * d1 * d2 * d3 * 3, x, y, z, top, False, constant, one, outside,
+                      dst, 3 * t)
+        for c in range(3):
+            dst[3 * t + c] = w_inner * inner[3 * t + c] + w_outer * dst[3 * t + c]
+
+
+@cuda.jit
 def _squaring_step(src, f1, f2, f3, coords, top, one, dst):
     n_points = f1 * f2 * f3
     for t in range(cuda.grid(1), src.shape[0] // 3, cuda.gridsize(1)):
@@ -198,6 +213,15 @@ def warp3d(image, ddf, grid, use_grid, coords, mode, out):
     _, f1, f2, f3, _ = ddf.shape
     _launch(_warp3d, ddf.size // 3, image.reshape(-1), d1, d2, d3, n_ch, ddf.reshape(-1), f1, f2, f3,
             grid.reshape(-1), use_grid, coords, top, nearest, constant, one, outside, out.reshape(-1))
+
+
+def compose3d(outer, inner, coords, mode, weights, out):
+    """``out = w_inner * inner + w_outer * outer`` sampled (linear) at ``x + inner(x)``; ``weights`` is the pair."""
+    top, _, constant, one, outside = mode
+    _, d1, d2, d3, _ = outer.shape
+    _, f1, f2, f3, _ = inner.shape
+    _launch(_compose3d, inner.size // 3, outer.reshape(-1), d1, d2, d3, inner.reshape(-1), f1, f2, f3, coords, top,
+            constant, one, outside, weights[0], weights[1], out.reshape(-1))
 
 
 def squaring_step(src, coords, top, one, dst):
