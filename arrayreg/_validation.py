@@ -45,6 +45,14 @@ def as_coordinates(value, name: str, xp=np):
 
 
 
+def as_field(value, name: str, xp=np):
+    """A displacement or velocity field ``(batch, f1, f2, f3, 3)`` of module ``xp`` (DeepReg's message)."""
+    field = as_coordinates(value, name, xp)
+    if not (field.ndim == 5 and field.shape[-1] == 3):
+        raise ValueError(f"{name} shape must be (batch, f_dim1, f_dim2, f_dim3, 3), got {field.shape}")
+    return field
+
+
 def is_integer(value) -> bool:
     """An integer (Python or NumPy), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))

@@ -10,13 +10,6 @@ from ._docstrings import fill
 from ._plan import compute_dtype, kernel_array, plan_sampling, top_of
 
 
-def _check_ddf(ddf, name: str, xp):
-    ddf = validate.as_coordinates(ddf, name, xp)
-    if not (ddf.ndim == 5 and ddf.shape[-1] == 3):
-        raise ValueError(f"{name} shape must be (batch, f_dim1, f_dim2, f_dim3, 3), got {ddf.shape}")
-    return ddf
-
-
 def _coordinate_table(shape, dtype, xp):
     """``table[i] == i`` in ``dtype``, long enough for every axis of ``shape``."""
     return xp.arange(max(shape), dtype=dtype)
@@ -80,7 +73,7 @@ def warp_image_ddf(image, ddf, grid_ref=None, *, interpolation: str = "linear", 
             "image shape must be (batch, m_dim1, m_dim2, m_dim3) "
             f"or (batch, m_dim1, m_dim2, m_dim3, ch), got {image.shape}"
         )
-    ddf = _check_ddf(ddf, "ddf", xp)
+    ddf = validate.as_field(ddf, "ddf", xp)
     if grid_ref is not None:
         grid_ref = validate.as_coordinates(grid_ref, "grid_ref", xp)
         if grid_ref.shape != (1,) + ddf.shape[1:]:
@@ -143,7 +136,7 @@ def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
     """
     backend = backend_of(dvf=dvf)
     xp = backend.xp
-    dvf = _check_ddf(dvf, "dvf", xp)
+    dvf = validate.as_field(dvf, "dvf", xp)
     num_steps = validate.check_int(num_steps, "num_steps", 0)
     dtype = compute_dtype(dvf)
     current = xp.ldexp(kernel_array(dvf, dtype, xp), -num_steps)  # exactly dvf / 2**num_steps

@@ -17,13 +17,6 @@ from ._plan import compute_dtype, kernel_array, plan_sampling
 from .grid import get_reference_grid, warp_grid
 
 
-def _check_field(ddf, name: str, xp):
-    ddf = validate.as_coordinates(ddf, name, xp)
-    if not (ddf.ndim == 5 and ddf.shape[-1] == 3):
-        raise ValueError(f"{name} must have shape (batch, f1, f2, f3, 3); got {ddf.shape}")
-    return ddf
-
-
 def _check_spacing(spacing) -> tuple:
     try:
         values = tuple(spacing)
@@ -50,7 +43,7 @@ def _combine(outer, inner, boundary, weights, xp, backend):
 def _pair(outer, inner):
     backend = backend_of(outer=outer, inner=inner)
     xp = backend.xp
-    outer, inner = _check_field(outer, "outer", xp), _check_field(inner, "inner", xp)
+    outer, inner = validate.as_field(outer, "outer", xp), validate.as_field(inner, "inner", xp)
     if outer.shape[0] != inner.shape[0]:
         raise ValueError(f"outer and inner must have the same batch size; got {outer.shape} and {inner.shape}")
     validate.check_spatial_nonempty(outer.shape[1:4], "outer")
@@ -131,7 +124,7 @@ def invert_ddf(ddf, *, iterations: int = 20, tolerance: float = 1e-3, return_err
     tolerance = validate.check_real(tolerance, "tolerance", "a number >= 0", lambda x: x >= 0)
     backend = backend_of(ddf=ddf)
     xp = backend.xp
-    ddf = _check_field(ddf, "ddf", xp)
+    ddf = validate.as_field(ddf, "ddf", xp)
     validate.check_spatial_nonempty(ddf.shape[1:4], "ddf")
     inverse = -kernel_array(ddf, compute_dtype(ddf), xp)
     for _ in range(iterations):
@@ -187,7 +180,7 @@ def jacobian_determinant(ddf, spacing=(1, 1, 1)):
     """
     backend = backend_of(ddf=ddf)
     xp = backend.xp
-    ddf = _check_field(ddf, "ddf", xp)
+    ddf = validate.as_field(ddf, "ddf", xp)
     steps = _check_spacing(spacing)
     dtype = compute_dtype(ddf)
     out = xp.empty(ddf.shape[:4], dtype=dtype)
@@ -238,7 +231,7 @@ def folding_report(ddf, spacing=(1, 1, 1), mask=None) -> FoldingReport:
     """
     xp = backend_of(ddf=ddf, mask=mask).xp
     det = jacobian_determinant(ddf, spacing)
-    field = _check_field(ddf, "ddf", xp)
+    field = validate.as_field(ddf, "ddf", xp)
     norms = xp.sqrt((field.astype(det.dtype) ** 2).sum(axis=-1))
     if mask is not None:
         mask = validate.as_array(mask, "mask", xp)
@@ -349,7 +342,7 @@ def ddf_to_affine(ddf):
     True
     """
     xp = backend_of(ddf=ddf).xp
-    ddf = _check_field(ddf, "ddf", xp)
+    ddf = validate.as_field(ddf, "ddf", xp)
     shape = ddf.shape[1:4]
     gram = _axis_moments(shape)
     cross = np.empty((ddf.shape[0], 4, 3))  # X^T D

@@ -99,7 +99,7 @@ def test_affine_errors():
         affine_to_ddf(np.ones((4, 4)), (2, 2, 2))
     with pytest.raises(ValueError, match="spacing must be 3 finite numbers > 0"):
         jacobian_determinant(np.zeros((1, 2, 2, 2, 3)), (1, 0, 1))
-    with pytest.raises(ValueError, match="ddf must have shape \\(batch, f1, f2, f3, 3\\)"):
+    with pytest.raises(ValueError, match="ddf shape must be \\(batch, f_dim1, f_dim2, f_dim3, 3\\)"):
         ddf_to_affine(np.zeros((2, 2, 2, 3)))
 
 

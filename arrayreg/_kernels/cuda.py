@@ -119,20 +119,6 @@ def _compose3d(outer, d1, d2, d3, inner, f1, f2, f3, coords, top, constant, one,
 
 
 @cuda.jit
-def _squaring_step(src, f1, f2, f3, coords, top, one, dst):
-    n_points = f1 * f2 * f3
-    for t in range(cuda.grid(1), src.shape[0] // 3, cuda.gridsize(1)):
-        b = t // n_points
-        r = t - b * n_points
-        x = coords[r // (f2 * f3)] + src[3 * t]
-        y = coords[(r // f3) % f2] + src[3 * t + 1]
-        z = coords[r % f3] + src[3 * t + 2]
-        sample_point3(src, (f1, f2, f3, 3), b * n_points * 3, x, y, z, top, False, False, one, one, dst, 3 * t)
-        for c in range(3):
-            dst[3 * t + c] = src[3 * t + c] + dst[3 * t + c]
-
-
-@cuda.jit
 def _warp_grid3d(points, theta, n_points, dst):
     for t in range(cuda.grid(1), theta.shape[0] * n_points, cuda.gridsize(1)):
         b = t // n_points
@@ -225,9 +211,12 @@ def compose3d(outer, inner, coords, mode, weights, out):
 
 
 def squaring_step(src, coords, top, one, dst):
-    """One scaling-and-squaring step: ``dst = src + warp(src, src)`` (clamped linear)."""
+    """One scaling-and-squaring step: ``dst = src + warp(src, src)`` (clamped linear), ``compose3d`` of
+    ``src`` with itself (weights one, which is exact)."""
     _, f1, f2, f3, _ = src.shape
-    _launch(_squaring_step, src.size // 3, src.reshape(-1), f1, f2, f3, coords, top, one, dst.reshape(-1))
+    flat = src.reshape(-1)
+    _launch(_compose3d, src.size // 3, flat, f1, f2, f3, flat, f1, f2, f3, coords, top, False, one, one, one, one,
+            dst.reshape(-1))
 
 
 def warp_grid3d(grid, theta, out):
