@@ -15,6 +15,9 @@ import numpy as np
 
 from . import _validation as validate
 from ._backend import Backend
+from ._kernels.formulas import CUBIC, CUBIC_MARGIN, LABEL, LINEAR, NEAREST
+
+METHODS = {"linear": LINEAR, "nearest": NEAREST, "label": LABEL, "cubic": CUBIC}
 
 
 def compute_dtype(*arrays: np.ndarray) -> np.dtype:
@@ -34,8 +37,9 @@ def kernel_array(array, dtype=None, xp=np):
 def value_dtype(image: np.ndarray, compute: np.dtype, nearest: bool) -> np.dtype:
     """dtype the kernel reads the image in.
 
-    Nearest keeps the image dtype (integer and bool label maps stay as they
-    are; float16 is read as float32); linear reads the image in ``compute``.
+    Nearest (and label) keeps the image dtype (integer and bool label maps stay
+    as they are; float16 is read as float32); linear and cubic read the image in
+    ``compute``.
     """
     if nearest and (image.dtype.kind in "biu" or image.dtype.itemsize >= 4):
         return image.dtype.newbyteorder("=")
@@ -81,20 +85,21 @@ class SamplingPlan:
     coord_dtype: np.dtype  # dtype of locations and weights
     out_dtype: np.dtype
     top: tuple  # spatial dims - 1, scalars of coord_dtype (kernel arguments by value: no device table)
-    nearest: bool
+    method: int  # formulas.LINEAR, NEAREST, LABEL or CUBIC
     constant: bool
     one: np.generic
     outside: np.generic
+    spline: tuple  # (z, fold_a, fold_b, margin) of coord_dtype: the cubic taps beyond the grid
 
     @property
     def mode(self) -> tuple:
-        """``(top, nearest, constant, one, outside)``: the sampling mode, one kernel argument.
+        """``(top, method, constant, one, outside, spline)``: the sampling mode, one kernel argument.
 
         A tuple travels by value (to CUDA in the launch parameters), and the
         kernels unpack it before their loops, so a literal flag still
         specialises an inlined body.
         """
-        return (self.top, self.nearest, self.constant, self.one, self.outside)
+        return (self.top, self.method, self.constant, self.one, self.outside, self.spline)
 
     def empty_output(self, batch: int, loc_shape: tuple) -> np.ndarray:
         """Output ``(batch, *loc_shape[, ch])`` and its ``(batch, points, ch)`` kernel view."""
@@ -104,23 +109,59 @@ class SamplingPlan:
         return out, out.reshape(batch, int(np.prod(loc_shape, dtype=np.int64)), channels)
 
 
+def spline_constants(dtype) -> tuple:
+    """The cubic B-spline's scalars in ``dtype``: ``(spline, prefilter)``.
+
+    ``spline = (z, fold_a, fold_b, margin)`` for the taps beyond the grid, with the pole
+    ``z = sqrt(3) - 2``, ``fold_a = (4 + z) / (5 + z)`` and ``fold_b = 1 / (5 + z)`` (the
+    edge sample in terms of the two edge coefficients); ``prefilter = (z, z / (1 - z),
+    -6 z / (1 - z**2), 6)``, the recursive filter's gains (``formulas.spline_line``).
+    """
+    real = np.dtype(dtype).type
+    z = np.sqrt(3.0) - 2.0
+    spline = (real(z), real((4 + z) / (5 + z)), real(1 / (5 + z)), real(CUBIC_MARGIN))
+    prefilter = (real(z), real(z / (1 - z)), real(-6 * z / (1 - z * z)), real(6))
+    return spline, prefilter
+
+
+def spline_coefficients(backend, vol, n_dims, dtype, constant, fill):
+    """The cubic B-spline coefficients of ``vol`` ``(batch, *spatial, ch)``: a new C-contiguous ``dtype``
+    array (the one temporary), filtered in place along each of the ``n_dims`` spatial axes."""
+    coefficients = backend.xp.array(vol, dtype=dtype, order="C", copy=True)
+    _, prefilter = spline_constants(dtype)
+    shape = coefficients.shape
+    for axis in range(1, n_dims + 1):
+        lines = coefficients.reshape(int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:])))
+        backend.kernels.spline_prefilter(lines, prefilter, constant, fill)
+    return coefficients
+
+
 def plan_sampling(backend, vol, vol_name, n_dims, has_channel, coords, interpolation, boundary,
                   fill_value) -> SamplingPlan:
     """Validate the options and normalise ``vol`` for sampling ``n_dims``-D locations.
 
     ``coords`` are the coordinate arrays of the call (for the compute dtype).
+    For ``"cubic"`` the plan's volume is the B-spline coefficients.
     """
     validate.check_choice(interpolation, "interpolation", validate.INTERPOLATIONS)
     validate.check_choice(boundary, "boundary", validate.BOUNDARIES)
-    nearest = interpolation == "nearest"
+    method = METHODS[interpolation]
+    if method == LABEL and vol.dtype.kind not in "biu":
+        raise TypeError(f"interpolation='label' needs an integer or bool label map; {vol_name} has dtype "
+                        f"{vol.dtype} (cast it, e.g. {vol_name}.astype(np.int32), or use 'nearest')")
     spatial = vol.shape[1 : n_dims + 1]
     validate.check_spatial_nonempty(spatial, vol_name)
     compute = compute_dtype(vol, *coords)
-    read = value_dtype(vol, compute, nearest)
+    read = value_dtype(vol, compute, method in (NEAREST, LABEL))
     fill = validate.check_fill_value(fill_value, read)
-    kernel_vol = kernel_array(vol, read, backend.xp)
+    constant = boundary == "constant"
+    outside = outside_value(read, boundary, fill)
     if not has_channel:
-        kernel_vol = kernel_vol[..., None]
+        vol = vol[..., None]
+    if method == CUBIC:
+        kernel_vol = spline_coefficients(backend, vol, n_dims, compute, constant, outside)
+    else:
+        kernel_vol = kernel_array(vol, read, backend.xp)
     return SamplingPlan(
         backend=backend,
         vol=kernel_vol,
@@ -128,8 +169,9 @@ def plan_sampling(backend, vol, vol_name, n_dims, has_channel, coords, interpola
         coord_dtype=compute,
         out_dtype=read,
         top=top_of(spatial, compute),
-        nearest=nearest,
-        constant=boundary == "constant",
+        method=method,
+        constant=constant,
         one=compute.type(1),
-        outside=outside_value(read, boundary, fill),
+        outside=outside,
+        spline=spline_constants(compute)[0],
     )

@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-INTERPOLATIONS = ("linear", "nearest")
+INTERPOLATIONS = ("linear", "nearest", "label", "cubic")
 BOUNDARIES = ("clamp", "constant")
 
 
@@ -135,10 +135,11 @@ def check_fill_value(fill_value, dtype: np.dtype):
 
 
 def check_interpolation(interpolation, caller: str) -> str:
-    """``"linear"`` or ``"nearest"``; otherwise DeepReg's message, then what arrayreg accepts."""
+    """One of :data:`INTERPOLATIONS`; otherwise DeepReg's message, then what arrayreg accepts."""
     if not isinstance(interpolation, str) or interpolation not in INTERPOLATIONS:
-        raise ValueError(f"{caller} supports only linear interpolation in DeepReg, and arrayreg adds nearest: "
-                         f"interpolation must be one of 'linear', 'nearest'; got {interpolation!r}")
+        raise ValueError(f"{caller} supports only linear interpolation in DeepReg, and arrayreg adds nearest, "
+                         f"label and cubic: interpolation must be one of "
+                         f"{', '.join(repr(i) for i in INTERPOLATIONS)}; got {interpolation!r}")
     return interpolation
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from . import _validation as validate
 from ._backend import backend_of
 from ._docstrings import fill
+from ._kernels.formulas import LABEL, NEAREST
 from ._plan import SamplingPlan, kernel_array, plan_sampling
 from .grid import get_n_bits_combinations
 
@@ -103,7 +104,8 @@ def resample(vol, loc, interpolation: str = "linear", *, boundary: str = "clamp"
     vol : array, shape (batch, \*vol_shape) or (batch, \*vol_shape, ch)
         The volume, ``n = len(vol_shape)`` spatial axes.
     loc : array, shape (batch, \*loc_shape, n)
-        Where to sample; any ``n >= 1`` (fused kernels for ``n`` = 2 and 3).
+        Where to sample; any ``n >= 1`` (fused kernels for ``n`` = 3, and for
+        ``n`` = 2 with linear and nearest); cubic needs ``n == 3``.
     {{interpolation}}
     {{boundary}}
     {{fill_value}}
@@ -185,13 +187,15 @@ def resample(vol, loc, interpolation: str = "linear", *, boundary: str = "clamp"
     if vol.shape[0] != loc.shape[0]:
         raise ValueError(f"vol and loc must have the same batch size; "
                          f"got vol.shape = {vol.shape}, loc.shape = {loc.shape}")
+    if interpolation == "cubic" and n_dims != 3:
+        raise ValueError(f"interpolation='cubic' needs 3 spatial axes (loc.shape[-1] == 3); got {n_dims}")
     plan = plan_sampling(backend, vol, "vol", n_dims, has_channel, (loc,), interpolation, boundary, fill_value)
     batch = loc.shape[0]
     out, out_view = plan.empty_output(batch, loc.shape[1:-1])
     if out.size == 0:
         return out
     flat_loc = kernel_array(loc, plan.coord_dtype, backend.xp).reshape(batch, -1, n_dims)
-    if n_dims in (2, 3):
+    if n_dims == 3 or (n_dims == 2 and plan.method != LABEL):
         kernels = backend.kernels
         kernel = kernels.resample3d if n_dims == 3 else kernels.resample2d
         kernel(plan.vol, flat_loc, plan.mode, out_view)
@@ -206,7 +210,7 @@ def _resample_generic(plan: SamplingPlan, loc):
     batch, n_points, n_dims = loc.shape
     batch_index = xp.arange(batch)[:, None]
     axes = [xp.ascontiguousarray(loc[..., d]).reshape(-1) for d in range(n_dims)]
-    if plan.nearest:
+    if plan.method == NEAREST:
         index = [xp.empty((batch, n_points), dtype=np.int64) for _ in range(n_dims)]
         for d in range(n_dims):
             kernels.nearest_axis_table(axes[d], plan.top[d], plan.constant, index[d].reshape(-1))
@@ -224,7 +228,26 @@ def _resample_generic(plan: SamplingPlan, loc):
         _gather(xp, plan.vol, batch_index, [corners[d][bit] for d, bit in enumerate(bits)], plan.outside)
         for bits in get_n_bits_combinations(n_dims)
     ]
+    if plan.method == LABEL:
+        return _label_vote(xp, values, weights, plan)
     return pyramid_combination(values, weights).astype(plan.out_dtype, copy=False)
+
+
+def _label_vote(xp, values, weights, plan):
+    """Each corner's label scores ``pyramid_combination`` of its indicator; the best score wins, ties to the
+    smallest label; a NaN weight (clamp, NaN coordinate) gives ``plan.outside``."""
+    one, zero = plan.one, plan.one - plan.one
+    scores = xp.stack([pyramid_combination([xp.where(v == label, one, zero) for v in values], weights)
+                       for label in values])
+    labels = xp.stack(values)
+    best = scores.max(axis=0)
+    wide = labels.astype(np.int64) if labels.dtype != np.uint64 else labels
+    highest = np.iinfo(wide.dtype).max
+    winner = xp.where(scores == best, wide, highest).min(axis=0).astype(plan.out_dtype)
+    nan_weight = xp.zeros(best.shape, dtype=bool)
+    for w in weights:
+        nan_weight = nan_weight | xp.isnan(w)
+    return xp.where(nan_weight, plan.out_dtype.type(plan.outside), winner)
 
 
 def _gather(xp, vol, batch_index, index, outside):

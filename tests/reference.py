@@ -66,8 +66,8 @@ def resample_loop(vol, loc, rule, **kwargs):
     return out if has_channel else out[..., 0]
 
 
-def map_coordinates_batched(vol, loc, mode="nearest", cval=0.0):
-    """scipy.ndimage.map_coordinates(order=1) for each batch element and channel."""
+def map_coordinates_batched(vol, loc, mode="nearest", cval=0.0, order=1):
+    """scipy.ndimage.map_coordinates(order=order) for each batch element and channel, in float64."""
     n = loc.shape[-1]
     has_channel = vol.ndim == n + 2
     vol_c = vol if has_channel else vol[..., None]
@@ -76,7 +76,7 @@ def map_coordinates_batched(vol, loc, mode="nearest", cval=0.0):
         coords = np.moveaxis(loc[b].astype(np.float64), -1, 0)
         for c in range(vol_c.shape[-1]):
             out[b, ..., c] = ndimage.map_coordinates(
-                vol_c[b, ..., c].astype(np.float64), coords, order=1, mode=mode, cval=cval
+                vol_c[b, ..., c].astype(np.float64), coords, order=order, mode=mode, cval=cval
             )
     return out if has_channel else out[..., 0]
 
@@ -85,3 +85,15 @@ def zoom_linear(volume, size):
     """scipy.ndimage.zoom with half-pixel centres (grid_mode) on the three spatial axes of (d1, d2, d3)."""
     factors = [o / i for o, i in zip(size, volume.shape)]
     return ndimage.zoom(volume.astype(np.float64), factors, order=1, grid_mode=True, mode="nearest")
+
+
+def one_hot_vote(sample_channel, labels, boundary, fill_value, dtype):
+    """Label interpolation by brute force: every id's indicator map (``dtype`` 0/1) sampled linearly with
+    ``sample_channel(indicator, fill)`` (fill 1 for the id ``fill_value`` with ``"constant"``), then the
+    argmax over the ids in ascending order, so that ties go to the smallest id."""
+    ids = np.unique(labels)
+    if boundary == "constant":
+        ids = np.unique(np.append(ids, np.array(fill_value, labels.dtype)))
+    channels = [sample_channel((labels == i).astype(dtype), float(boundary == "constant" and i == fill_value))
+                for i in ids]
+    return ids[np.argmax(np.stack(channels), axis=0)]

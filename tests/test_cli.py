@@ -171,7 +171,7 @@ def test_out_dash_is_refused_rather_than_written_to_the_working_folder(files, ca
 @pytest.mark.parametrize("args, message", [
     (["warp", "-i", "x.nii.gz"], "the following arguments are required: --ddf/-d"),
     (["warp", "-i", "x.nii.gz", "-d", "y.nii.gz", "--bogus"], "unrecognized arguments: --bogus"),
-    (["warp", "-i", "x.nii.gz", "-d", "y.nii.gz", "--interpolation", "cubic"], "invalid choice: 'cubic'"),
+    (["warp", "-i", "x.nii.gz", "-d", "y.nii.gz", "--interpolation", "quintic"], "invalid choice: 'quintic'"),
     (["resize", "-i", "x.nii.gz", "--size", "4", "4"], "expected 3 arguments"),
     (["integrate", "-i", "x.nii.gz", "--num-steps", "abc"], "invalid int value: 'abc'"),
 ])

@@ -9,13 +9,15 @@ import numpy as np
 from numba import njit, prange
 
 from . import formulas
+from .formulas import LINEAR, NEAREST
 from .jit import cached_njit
 
-_F = formulas.build(njit(inline="always"), np.ceil)
+_F = formulas.build(njit(inline="always"), np.ceil, njit(nogil=True, error_model="numpy"))
 linear_axis = _F.linear_axis
 nearest_axis = _F.nearest_axis
 sample_point2 = _F.sample_point2
 sample_point3 = _F.sample_point3
+spline_line = _F.spline_line
 tf_lerp = _F.tf_lerp
 jacobian_point = _F.jacobian_point
 trilinear = _F.trilinear
@@ -39,33 +41,33 @@ def point_chunk(task, n_chunks, n_points):
 
 
 @njit(inline="always")
-def resample3d_points(src, dims, loc, b, n_points, top, nearest, constant, one, outside, dst, first, last):
+def resample3d_points(src, dims, loc, b, n_points, top, method, constant, one, outside, spline, dst, first, last):
     for t in range(first, last):
         p = t - b * n_points
         sample_point3(src, dims, b * dims[0] * dims[1] * dims[2] * dims[3], loc[b, p, 0], loc[b, p, 1],
-                      loc[b, p, 2], top, nearest, constant, one, outside, dst, t * dims[3])
+                      loc[b, p, 2], top, method, constant, one, outside, spline, dst, t * dims[3])
 
 
 @cached_njit(**_JIT)
 def resample3d(vol, loc, mode, out):
     """``out[b, p, :] = vol[b]`` sampled at ``loc[b, p, :]`` (3 coordinates), in chunks of points.
 
-    ``mode`` is ``(top, nearest, constant, one, outside)``, :attr:`arrayreg._plan.SamplingPlan.mode`.
+    ``mode`` is ``(top, method, constant, one, outside, spline)``, :attr:`arrayreg._plan.SamplingPlan.mode`.
     """
-    top, nearest, constant, one, outside = mode
+    top, method, constant, one, outside, spline = mode
     n_batch, d1, d2, d3, n_ch = vol.shape
     src, dst = vol.reshape(-1), out.reshape(-1)
     n_points = loc.shape[1]
     n_chunks = (n_points + _CHUNK - 1) // _CHUNK
-    fast = not nearest and not constant
+    fast = method == LINEAR and not constant
     for task in prange(n_batch * n_chunks):
         b, first, last = point_chunk(task, n_chunks, n_points)
         if fast:
-            resample3d_points(src, (d1, d2, d3, n_ch), loc, b, n_points, top, False, False, one, outside, dst,
-                              first, last)
+            resample3d_points(src, (d1, d2, d3, n_ch), loc, b, n_points, top, LINEAR, False, one, outside, spline,
+                              dst, first, last)
         else:
-            resample3d_points(src, (d1, d2, d3, n_ch), loc, b, n_points, top, nearest, constant, one, outside, dst,
-                              first, last)
+            resample3d_points(src, (d1, d2, d3, n_ch), loc, b, n_points, top, method, constant, one, outside,
+                              spline, dst, first, last)
 
 
 @njit(inline="always")
@@ -78,8 +80,10 @@ def resample2d_points(src, dims, loc, b, n_points, top, nearest, constant, one, 
 
 @cached_njit(**_JIT)
 def resample2d(vol, loc, mode, out):
-    """``out[b, p, :] = vol[b]`` sampled at ``loc[b, p, :]`` (2 coordinates); ``mode`` as :func:`resample3d`."""
-    top, nearest, constant, one, outside = mode
+    """``out[b, p, :] = vol[b]`` sampled at ``loc[b, p, :]`` (2 coordinates); ``mode`` as :func:`resample3d`
+    (linear or nearest)."""
+    top, method, constant, one, outside, _ = mode
+    nearest = method == NEAREST
     n_batch, d1, d2, n_ch = vol.shape
     src, dst = vol.reshape(-1), out.reshape(-1)
     n_points = loc.shape[1]
@@ -95,7 +99,8 @@ def resample2d(vol, loc, mode, out):
 
 
 @njit(inline="always")
-def warp_plane(src, dims, ddf, grid, use_grid, coords, top, nearest, constant, one, outside, dst, b, i, t, f2, f3):
+def warp_plane(src, dims, ddf, grid, use_grid, coords, top, method, constant, one, outside, spline, dst, b, i, t,
+               f2, f3):
     """Warp the fixed-grid plane ``i`` of batch element ``b`` (``t = b * f1 + i``) point by point.
 
     ``ddf``, ``grid`` and ``dst`` are flat; each row is taken as a 1-D slice.
@@ -118,7 +123,7 @@ def warp_plane(src, dims, ddf, grid, use_grid, coords, top, nearest, constant, o
                 x = xi + disp[3 * k]
                 y = yj + disp[3 * k + 1]
                 z = coords[k] + disp[3 * k + 2]
-            sample_point3(src, dims, base, x, y, z, top, nearest, constant, one, outside, out, k * n_ch)
+            sample_point3(src, dims, base, x, y, z, top, method, constant, one, outside, spline, out, k * n_ch)
 
 
 @cached_njit(**_JIT)
@@ -128,14 +133,14 @@ def _warp3d_points(image, ddf, grid, use_grid, coords, mode, out):
     With ``use_grid`` False the grid is the reference grid, read from the
     float table ``coords`` (``coords[i] == i``); otherwise ``grid[0]``.
     """
-    top, nearest, constant, one, outside = mode
+    top, method, constant, one, outside, spline = mode
     n_batch, d1, d2, d3, n_ch = image.shape
     f1, f2, f3 = ddf.shape[1], ddf.shape[2], ddf.shape[3]
     src, disp, ref, dst = image.reshape(-1), ddf.reshape(-1), grid.reshape(-1), out.reshape(-1)
     for t in prange(n_batch * f1):
         b = t // f1
-        warp_plane(src, (d1, d2, d3, n_ch), disp, ref, use_grid, coords, top, nearest, constant, one, outside,
-                   dst, b, t - b * f1, t, f2, f3)
+        warp_plane(src, (d1, d2, d3, n_ch), disp, ref, use_grid, coords, top, method, constant, one, outside,
+                   spline, dst, b, t - b * f1, t, f2, f3)
 
 
 @njit(inline="always")
@@ -253,8 +258,8 @@ def warp3d(image, ddf, grid, use_grid, coords, mode, out):
 
     ``mode`` as :func:`resample3d`.
     """
-    top, nearest, constant, one, _ = mode
-    if nearest or constant or use_grid or image.dtype != out.dtype:
+    top, method, constant, one, _, _ = mode
+    if method != LINEAR or constant or use_grid or image.dtype != out.dtype:
         _warp3d_points(image, ddf, grid, use_grid, coords, mode, out)
     else:
         units, unit_lanes, channel_lanes = _transport(image)
@@ -266,10 +271,10 @@ def compose3d(outer, inner, coords, mode, weights, out):
     """``out[b, x] = w_inner * inner[b, x] + w_outer * outer[b]`` sampled (linear) at ``x + inner[b, x]``.
 
     ``outer`` ``(batch, d1, d2, d3, 3)`` and ``inner``/``out`` ``(batch, f1, f2, f3, 3)``; ``mode`` as
-    :func:`resample3d` (its ``nearest`` is ignored: linear); ``weights = (w_inner, w_outer)``.  With
+    :func:`resample3d` (its ``method`` is ignored: linear); ``weights = (w_inner, w_outer)``.  With
     ``(1, 1)`` this is the composition of two DDFs, with ``(0, -1)`` one fixed-point step of inversion.
     """
-    top, _, constant, one, outside = mode
+    top, _, constant, one, outside, spline = mode
     w_inner, w_outer = weights
     n_batch, d1, d2, d3, _ = outer.shape
     f1, f2, f3 = inner.shape[1], inner.shape[2], inner.shape[3]
@@ -284,10 +289,10 @@ def compose3d(outer, inner, coords, mode, weights, out):
                 p = 3 * (row + k)
                 if constant:
                     sample_point3(src, (d1, d2, d3, 3), base, xi + disp[p], coords[j] + disp[p + 1],
-                                  coords[k] + disp[p + 2], top, False, True, one, outside, dst, p)
+                                  coords[k] + disp[p + 2], top, LINEAR, True, one, outside, spline, dst, p)
                 else:
                     sample_point3(src, (d1, d2, d3, 3), base, xi + disp[p], coords[j] + disp[p + 1],
-                                  coords[k] + disp[p + 2], top, False, False, one, outside, dst, p)
+                                  coords[k] + disp[p + 2], top, LINEAR, False, one, outside, spline, dst, p)
                 for c in range(3):
                     dst[p + c] = w_inner * disp[p + c] + w_outer * dst[p + c]
 
@@ -361,6 +366,17 @@ def jacobian3d(ddf, inv_steps, half, one, out):
             for k in range(f3):
                 v = (t * f2 + j) * f3 + k
                 dst[v] = jacobian_point(src, 3 * v, (f1, f2, f3), i, j, k, inv_steps, half, one)
+
+
+@cached_njit(**_JIT)
+def spline_prefilter(lines, prefilter, constant, fill):
+    """Cubic B-spline coefficients along the middle axis of ``lines`` ``(outer, n, inner)``, in place
+    (``formulas.spline_line`` per line; ``prefilter`` as there, ``fill`` the constant extension)."""
+    n_outer, n, n_inner = lines.shape
+    flat = lines.reshape(-1)
+    for t in prange(n_outer * n_inner):
+        o = t // n_inner
+        spline_line(flat, o * n * n_inner + (t - o * n_inner), n, n_inner, constant, fill, prefilter)
 
 
 @njit(inline="always")

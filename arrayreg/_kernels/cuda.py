@@ -26,6 +26,7 @@ from numba import cuda
 
 from . import formulas
 from .device import SIMULATED_GPU, is_device_array, record_launch
+from .formulas import LINEAR, NEAREST
 
 _F = formulas.build(cuda.jit(device=True), math.ceil)
 linear_axis = _F.linear_axis
@@ -33,6 +34,7 @@ nearest_axis = _F.nearest_axis
 resize_point_linear = _F.resize_point_linear
 sample_point2 = _F.sample_point2
 sample_point3 = _F.sample_point3
+spline_line = _F.spline_line
 warp_grid_point = _F.warp_grid_point
 jacobian_point = _F.jacobian_point
 
@@ -62,13 +64,13 @@ def _launch(kernel, n_threads, *args):
 
 # ----------------------------------------------------------------- kernels
 @cuda.jit
-def _resample3d(src, d1, d2, d3, n_ch, loc, top, nearest, constant, one, outside, dst):
+def _resample3d(src, d1, d2, d3, n_ch, loc, top, method, constant, one, outside, spline, dst):
     n_points = loc.shape[1]
     for t in range(cuda.grid(1), loc.shape[0] * n_points, cuda.gridsize(1)):
         b = t // n_points
         p = t - b * n_points
         sample_point3(src, (d1, d2, d3, n_ch), b * d1 * d2 * d3 * n_ch, loc[b, p, 0], loc[b, p, 1], loc[b, p, 2],
-                      top, nearest, constant, one, outside, dst, t * n_ch)
+                      top, method, constant, one, outside, spline, dst, t * n_ch)
 
 
 @cuda.jit
@@ -82,8 +84,8 @@ def _resample2d(src, d1, d2, n_ch, loc, top, nearest, constant, one, outside, ds
 
 
 @cuda.jit
-def _warp3d(src, d1, d2, d3, n_ch, ddf, f1, f2, f3, grid, use_grid, coords, top, nearest, constant, one, outside,
-            dst):
+def _warp3d(src, d1, d2, d3, n_ch, ddf, f1, f2, f3, grid, use_grid, coords, top, method, constant, one, outside,
+            spline, dst):
     n_points = f1 * f2 * f3
     for t in range(cuda.grid(1), ddf.shape[0] // 3, cuda.gridsize(1)):
         b = t // n_points
@@ -99,12 +101,13 @@ def _warp3d(src, d1, d2, d3, n_ch, ddf, f1, f2, f3, grid, use_grid, coords, top,
             x = coords[i] + ddf[3 * t]
             y = coords[j] + ddf[3 * t + 1]
             z = coords[k] + ddf[3 * t + 2]
-        sample_point3(src, (d1, d2, d3, n_ch), b * d1 * d2 * d3 * n_ch, x, y, z, top, nearest, constant, one,
-                      outside, dst, t * n_ch)
+        sample_point3(src, (d1, d2, d3, n_ch), b * d1 * d2 * d3 * n_ch, x, y, z, top, method, constant, one,
+                      outside, spline, dst, t * n_ch)
 
 
 @cuda.jit
-def _compose3d(outer, d1, d2, d3, inner, f1, f2, f3, coords, top, constant, one, outside, w_inner, w_outer, dst):
+def _compose3d(outer, d1, d2, d3, inner, f1, f2, f3, coords, top, constant, one, outside, spline, w_inner, w_outer,
+               dst):
     n_points = f1 * f2 * f3
     for t in range(cuda.grid(1), inner.shape[0] // 3, cuda.gridsize(1)):
         b = t // n_points
@@ -112,10 +115,17 @@ def _compose3d(outer, d1, d2, d3, inner, f1, f2, f3, coords, top, constant, one,
         x = coords[r // (f2 * f3)] + inner[3 * t]
         y = coords[(r // f3) % f2] + inner[3 * t + 1]
         z = coords[r % f3] + inner[3 * t + 2]
-        sample_point3(outer, (d1, d2, d3, 3), b * d1 * d2 * d3 * 3, x, y, z, top, False, constant, one, outside,
-                      dst, 3 * t)
+        sample_point3(outer, (d1, d2, d3, 3), b * d1 * d2 * d3 * 3, x, y, z, top, LINEAR, constant, one, outside,
+                      spline, dst, 3 * t)
         for c in range(3):
             dst[3 * t + c] = w_inner * inner[3 * t + c] + w_outer * dst[3 * t + c]
+
+
+@cuda.jit
+def _spline_prefilter(lines, n_outer, n, n_inner, prefilter, constant, fill):
+    for t in range(cuda.grid(1), n_outer * n_inner, cuda.gridsize(1)):
+        o = t // n_inner
+        spline_line(lines, o * n * n_inner + (t - o * n_inner), n, n_inner, constant, fill, prefilter)
 
 
 @cuda.jit
@@ -178,15 +188,17 @@ def _nearest_axis_table(coords, top, constant, index):
 # ------------------------------------------------- launchers (cpu signatures)
 def resample3d(vol, loc, mode, out):
     """Sample ``vol`` ``(batch, d1, d2, d3, ch)`` at ``loc`` ``(batch, points, 3)`` into ``out``."""
-    top, nearest, constant, one, outside = mode
+    top, method, constant, one, outside, spline = mode
     _, d1, d2, d3, n_ch = vol.shape
-    _launch(_resample3d, loc.shape[0] * loc.shape[1], vol.reshape(-1), d1, d2, d3, n_ch, loc, top, nearest,
-            constant, one, outside, out.reshape(-1))
+    _launch(_resample3d, loc.shape[0] * loc.shape[1], vol.reshape(-1), d1, d2, d3, n_ch, loc, top, method,
+            constant, one, outside, spline, out.reshape(-1))
 
 
 def resample2d(vol, loc, mode, out):
-    """Sample ``vol`` ``(batch, d1, d2, ch)`` at ``loc`` ``(batch, points, 2)`` into ``out`` ``(batch, points, ch)``."""
-    top, nearest, constant, one, outside = mode
+    """Sample ``vol`` ``(batch, d1, d2, ch)`` at ``loc`` ``(batch, points, 2)`` into ``out`` ``(batch, points, ch)``
+    (linear or nearest)."""
+    top, method, constant, one, outside, _ = mode
+    nearest = method == NEAREST
     _, d1, d2, n_ch = vol.shape
     _launch(_resample2d, loc.shape[0] * loc.shape[1], vol.reshape(-1), d1, d2, n_ch, loc, top, nearest, constant,
             one, outside, out.reshape(-1))
@@ -194,20 +206,20 @@ def resample2d(vol, loc, mode, out):
 
 def warp3d(image, ddf, grid, use_grid, coords, mode, out):
     """Warp ``image`` by ``ddf`` (plus ``grid`` when ``use_grid``, else the voxel ``coords`` tables) into ``out``."""
-    top, nearest, constant, one, outside = mode
+    top, method, constant, one, outside, spline = mode
     _, d1, d2, d3, n_ch = image.shape
     _, f1, f2, f3, _ = ddf.shape
     _launch(_warp3d, ddf.size // 3, image.reshape(-1), d1, d2, d3, n_ch, ddf.reshape(-1), f1, f2, f3,
-            grid.reshape(-1), use_grid, coords, top, nearest, constant, one, outside, out.reshape(-1))
+            grid.reshape(-1), use_grid, coords, top, method, constant, one, outside, spline, out.reshape(-1))
 
 
 def compose3d(outer, inner, coords, mode, weights, out):
     """``out = w_inner * inner + w_outer * outer`` sampled (linear) at ``x + inner(x)``; ``weights`` is the pair."""
-    top, _, constant, one, outside = mode
+    top, _, constant, one, outside, spline = mode
     _, d1, d2, d3, _ = outer.shape
     _, f1, f2, f3, _ = inner.shape
     _launch(_compose3d, inner.size // 3, outer.reshape(-1), d1, d2, d3, inner.reshape(-1), f1, f2, f3, coords, top,
-            constant, one, outside, weights[0], weights[1], out.reshape(-1))
+            constant, one, outside, spline, weights[0], weights[1], out.reshape(-1))
 
 
 def squaring_step(src, coords, top, one, dst):
@@ -215,8 +227,16 @@ def squaring_step(src, coords, top, one, dst):
     ``src`` with itself (weights one, which is exact)."""
     _, f1, f2, f3, _ = src.shape
     flat = src.reshape(-1)
-    _launch(_compose3d, src.size // 3, flat, f1, f2, f3, flat, f1, f2, f3, coords, top, False, one, one, one, one,
-            dst.reshape(-1))
+    unused_spline = (one, one, one, one)
+    _launch(_compose3d, src.size // 3, flat, f1, f2, f3, flat, f1, f2, f3, coords, top, False, one, one,
+            unused_spline, one, one, dst.reshape(-1))
+
+
+def spline_prefilter(lines, prefilter, constant, fill):
+    """Cubic B-spline coefficients along the middle axis of ``lines`` ``(outer, n, inner)``, in place, one
+    thread per line (``formulas.spline_line``)."""
+    n_outer, n, n_inner = lines.shape
+    _launch(_spline_prefilter, n_outer * n_inner, lines.reshape(-1), n_outer, n, n_inner, prefilter, constant, fill)
 
 
 def warp_grid3d(grid, theta, out):

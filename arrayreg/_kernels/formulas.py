@@ -33,15 +33,42 @@ float32 results agree to the last bit:
 
 Corners are combined as DeepReg's ``pyramid_combination``: first along axis
 0, then axis 1, then axis 2, each step ``v_lo * w_lo + v_hi * (1 - w_lo)``.
+
+The interpolation ``method`` is one of the ints :data:`LINEAR`, :data:`NEAREST`,
+:data:`LABEL` and :data:`CUBIC` (module constants, so a literal method compiles
+to one branch):
+
+- ``LABEL``: the linear corners and weights; each label id among the 8 corners
+  scores ``trilinear`` of its indicator (1 where a corner holds the id, else 0),
+  exactly the value a one-hot warp gives its channel, and the highest score wins,
+  ties to the smallest id.
+- ``CUBIC``: the cubic B-spline of the image extended to infinity (by its edge
+  values for ``clamp``, by ``outside`` for ``constant``), evaluated from the
+  prefiltered coefficients (:func:`build` ``.cubic_point3``).  The coefficients
+  beyond the grid follow from those inside in closed form: along an axis, with
+  ``z = sqrt(3) - 2`` and ``e`` the extension value, ``c[-m] = e + z**m (c[0] - e)``,
+  where for ``clamp`` ``e = ((4 + z) c[0] + c[1]) / (5 + z)`` (the sample at 0).  A
+  tap outside is therefore folded onto the taps 0 and 1 (or ``n - 1`` and
+  ``n - 2``), and the 4 taps of an axis always fall in 4 consecutive voxels.
 """
 
 from types import SimpleNamespace
 
 import numpy as np
 
+LINEAR, NEAREST, LABEL, CUBIC = 0, 1, 2, 3
+CUBIC_MARGIN = 32  # voxels: beyond it, z**m < 1e-18 and the spline equals its limit to float64 rounding
 
-def build(jit, ceil):
-    """Compile every formula with ``jit`` and the target's float ``ceil``; returns a namespace of them."""
+
+def build(jit, ceil, call=None):
+    """Compile every formula with ``jit`` and the target's float ``ceil``; returns a namespace of them.
+
+    ``call`` (default ``jit``) compiles the large formulas of the label vote, the
+    cubic spline and its prefilter: on the CPU a plain ``njit``, so that they are
+    called (and inlined by LLVM where it pays) rather than inlined into every
+    kernel's Numba IR, which would make compiling them take minutes.
+    """
+    call = jit if call is None else call
 
     @jit
     def linear_axis(c, top, one, constant):
@@ -116,20 +143,205 @@ def build(jit, ceil):
         return outside
 
 
+    @call
+    def indicator(value, label, one):
+        """``1`` where ``value == label``, else ``0``, in the compute dtype."""
+        return one if value == label else one - one
+
+    @call
+    def label_score(label, v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one):
+        """:func:`trilinear` of the indicator of ``label`` at the 8 corners: its channel in a one-hot warp."""
+        return trilinear(indicator(v000, label, one), indicator(v100, label, one), indicator(v010, label, one),
+                         indicator(v110, label, one), indicator(v001, label, one), indicator(v101, label, one),
+                         indicator(v011, label, one), indicator(v111, label, one), wi, wj, wk, one)
+
+    @call
+    def better_label(best, best_score, label, score):
+        """The winner of two ``(label, score)`` candidates: the higher score, ties to the smaller label."""
+        if score > best_score or (score == best_score and label < best):
+            return label, score
+        return best, best_score
+
+    @call
+    def label_vote(v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one):
+        """The label of the 8 corners with the largest :func:`label_score` (ties to the smallest id)."""
+        if (v000 == v100 and v000 == v010 and v000 == v110 and v000 == v001 and v000 == v101 and v000 == v011
+                and v000 == v111):
+            return v000
+        best, best_score = v000, label_score(v000, v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one)
+        best, best_score = better_label(best, best_score, v100, label_score(v100, v000, v100, v010, v110, v001, v101,
+                                                                          v011, v111, wi, wj, wk, one))
+        best, best_score = better_label(best, best_score, v010, label_score(v010, v000, v100, v010, v110, v001, v101,
+                                                                          v011, v111, wi, wj, wk, one))
+        best, best_score = better_label(best, best_score, v110, label_score(v110, v000, v100, v010, v110, v001, v101,
+                                                                          v011, v111, wi, wj, wk, one))
+        best, best_score = better_label(best, best_score, v001, label_score(v001, v000, v100, v010, v110, v001, v101,
+                                                                          v011, v111, wi, wj, wk, one))
+        best, best_score = better_label(best, best_score, v101, label_score(v101, v000, v100, v010, v110, v001, v101,
+                                                                          v011, v111, wi, wj, wk, one))
+        best, best_score = better_label(best, best_score, v011, label_score(v011, v000, v100, v010, v110, v001, v101,
+                                                                          v011, v111, wi, wj, wk, one))
+        best, best_score = better_label(best, best_score, v111, label_score(v111, v000, v100, v010, v110, v001, v101,
+                                                                          v011, v111, wi, wj, wk, one))
+        return best
+
+    @call
+    def store8(dst, index, method, v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one, outside):
+        """``dst[index]`` = the 8 corner values combined: :func:`label_vote` (``outside`` for a NaN weight)
+        or :func:`trilinear`.  Each branch stores its own result, so an integer vote is never a float."""
+        if method == LABEL:
+            if wi != wi or wj != wj or wk != wk:
+                dst[index] = outside
+            else:
+                dst[index] = label_vote(v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one)
+        else:
+            dst[index] = trilinear(v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one)
+
+    @call
+    def add_to_slot(weight, slot, w0, w1, w2, w3):
+        """``(w0, w1, w2, w3)`` with ``weight`` added to entry ``slot``."""
+        if slot == 0:
+            return w0 + weight, w1, w2, w3
+        if slot == 1:
+            return w0, w1 + weight, w2, w3
+        if slot == 2:
+            return w0, w1, w2 + weight, w3
+        return w0, w1, w2, w3 + weight
+
+    @call
+    def fold_tap(index, weight, start, n, spline, one, constant, w0, w1, w2, w3):
+        """Add the weight of tap ``index`` (any integer) to the 4 window weights of voxels ``start..start + 3``.
+
+        A tap inside ``[0, n)`` keeps its weight.  A tap ``m`` voxels beyond an
+        edge has the coefficient ``e + z**m (c[edge] - e)``: for ``constant``
+        (``e`` the fill value, added by the caller) ``weight * z**m`` goes to the
+        edge voxel; for ``clamp`` the weight splits between the edge voxel and its
+        neighbour as ``e`` does (``fold_a``, ``fold_b``).
+        """
+        z, fold_a, fold_b, _ = spline
+        if index >= 0 and index < n:
+            return add_to_slot(weight, index - start, w0, w1, w2, w3)
+        if index < 0:
+            m, edge, neighbour = -index, 0, 1
+        else:
+            m, edge, neighbour = index - (n - 1), n - 1, n - 2
+        z_m = one
+        for _ in range(m):
+            z_m = z_m * z
+        if constant:
+            return add_to_slot(weight * z_m, edge - start, w0, w1, w2, w3)
+        if n == 1:
+            return add_to_slot(weight, edge - start, w0, w1, w2, w3)
+        w0, w1, w2, w3 = add_to_slot(weight * (fold_a + z_m * (one - fold_a)), edge - start, w0, w1, w2, w3)
+        return add_to_slot(weight * (fold_b - z_m * fold_b), neighbour - start, w0, w1, w2, w3)
+
+    @call
+    def cubic_axis(c, n, top, spline, one, constant):
+        """``(start, w0, w1, w2, w3)``: the cubic B-spline taps of coordinate ``c`` on an axis of ``n`` voxels,
+        folded into the voxels ``start .. start + 3`` (entries at or past ``n`` have weight 0).
+
+        ``c`` is first clipped to ``[-margin, top + margin]`` (``top = n - 1``); with ``f = floor(c)`` and
+        ``t = c - f`` the taps ``f - 1 .. f + 2`` weigh ``(1 - t)**3 / 6``,
+        ``2/3 - t**2 (1 - t/2)``, the remainder, and ``t**3 / 6``.
+        """
+        margin = spline[3]
+        if c < -margin:
+            c = -margin
+        elif c > top + margin:
+            c = top + margin
+        f_floor = -ceil(-c)
+        f = np.int64(f_floor)
+        t = c - f_floor
+        u = one - t
+        half = one / (one + one)
+        sixth = one / (one + one + one + one + one + one)
+        tap0 = u * u * u * sixth
+        tap3 = t * t * t * sixth
+        tap1 = (one + one) / (one + one + one) - t * t * (one - half * t)
+        tap2 = one - tap0 - tap1 - tap3
+        start = 0 if n < 4 else min(max(f - 1, 0), n - 4)
+        zero = one - one
+        w0, w1, w2, w3 = fold_tap(f - 1, tap0, start, n, spline, one, constant, zero, zero, zero, zero)
+        w0, w1, w2, w3 = fold_tap(f, tap1, start, n, spline, one, constant, w0, w1, w2, w3)
+        w0, w1, w2, w3 = fold_tap(f + 1, tap2, start, n, spline, one, constant, w0, w1, w2, w3)
+        w0, w1, w2, w3 = fold_tap(f + 2, tap3, start, n, spline, one, constant, w0, w1, w2, w3)
+        return start, w0, w1, w2, w3
+
+    @call
+    def taps4(src, offset, stride, n_taps, w0, w1, w2, w3):
+        """``sum(w_a * src[offset + a * stride])`` over the first ``n_taps`` (1 to 4) entries."""
+        value = w0 * src[offset]
+        if n_taps > 1:
+            value += w1 * src[offset + stride]
+        if n_taps > 2:
+            value += w2 * src[offset + 2 * stride]
+        if n_taps > 3:
+            value += w3 * src[offset + 3 * stride]
+        return value
+
+    @call
+    def taps16(src, offset, s2, s3, n2, n3, wj, wk):
+        """The 4x4 taps of one plane: ``sum_b wj[b] * taps4(row b)``."""
+        value = wj[0] * taps4(src, offset, s3, n3, wk[0], wk[1], wk[2], wk[3])
+        if n2 > 1:
+            value += wj[1] * taps4(src, offset + s2, s3, n3, wk[0], wk[1], wk[2], wk[3])
+        if n2 > 2:
+            value += wj[2] * taps4(src, offset + 2 * s2, s3, n3, wk[0], wk[1], wk[2], wk[3])
+        if n2 > 3:
+            value += wj[3] * taps4(src, offset + 3 * s2, s3, n3, wk[0], wk[1], wk[2], wk[3])
+        return value
+
+    @call
+    def cubic_point3(src, dims, base, x, y, z, top, constant, one, outside, spline, dst, dst_base):
+        """Cubic B-spline value at ``(x, y, z)`` of the coefficients ``src`` (flat, laid out as
+        :func:`sample_point3`'s), every channel: ``sum_abc wi[a] wj[b] wk[c] src[...]``, plus
+        ``outside * (1 - Wi Wj Wk)`` for ``constant`` (``W`` the sum of an axis's weights).
+        A NaN coordinate gives ``outside``."""
+        d1, d2, d3, n_ch = dims
+        s3 = n_ch
+        s2 = d3 * s3
+        s1 = d2 * s2
+        if x != x or y != y or z != z:
+            for ch in range(n_ch):
+                dst[dst_base + ch] = outside
+            return
+        si, wi0, wi1, wi2, wi3 = cubic_axis(x, d1, top[0], spline, one, constant)
+        sj, wj0, wj1, wj2, wj3 = cubic_axis(y, d2, top[1], spline, one, constant)
+        sk, wk0, wk1, wk2, wk3 = cubic_axis(z, d3, top[2], spline, one, constant)
+        wj, wk = (wj0, wj1, wj2, wj3), (wk0, wk1, wk2, wk3)
+        n1, n2, n3 = min(d1, 4), min(d2, 4), min(d3, 4)
+        rest = one - (wi0 + wi1 + wi2 + wi3) * (wj0 + wj1 + wj2 + wj3) * (wk0 + wk1 + wk2 + wk3)
+        for ch in range(n_ch):
+            offset = base + si * s1 + sj * s2 + sk * s3 + ch
+            value = wi0 * taps16(src, offset, s2, s3, n2, n3, wj, wk)
+            if n1 > 1:
+                value += wi1 * taps16(src, offset + s1, s2, s3, n2, n3, wj, wk)
+            if n1 > 2:
+                value += wi2 * taps16(src, offset + 2 * s1, s2, s3, n2, n3, wj, wk)
+            if n1 > 3:
+                value += wi3 * taps16(src, offset + 3 * s1, s2, s3, n2, n3, wj, wk)
+            if constant:
+                value += outside * rest
+            dst[dst_base + ch] = value
+
     @jit
-    def sample_point3(src, dims, base, x, y, z, top, nearest, constant, one, outside, dst, dst_base):
+    def sample_point3(src, dims, base, x, y, z, top, method, constant, one, outside, spline, dst, dst_base):
         """Sample a 3-D volume at ``(x, y, z)`` and write its channels to ``dst[dst_base:dst_base + ch]``.
 
         ``src`` is the flat C-order volume ``(batch, d1, d2, d3, ch)`` and
         ``dims == (d1, d2, d3, ch)``; ``base`` is the flat offset of the batch
         element.  Corners become flat offsets once per point, then every channel
-        is combined in DeepReg's order (axis 0, 1, then 2).
+        is combined in DeepReg's order (axis 0, 1, then 2), or voted on
+        (``LABEL``).  ``CUBIC`` reads B-spline coefficients (:func:`cubic_point3`).
         """
         d1, d2, d3, n_ch = dims
         s3 = n_ch
         s2 = d3 * s3
         s1 = d2 * s2
-        if nearest:
+        if method == CUBIC:
+            cubic_point3(src, dims, base, x, y, z, top, constant, one, outside, spline, dst, dst_base)
+            return
+        if method == NEAREST:
             i = nearest_axis(x, top[0], constant)
             j = nearest_axis(y, top[1], constant)
             k = nearest_axis(z, top[2], constant)
@@ -146,14 +358,16 @@ def build(jit, ceil):
         c0, c1 = k0 * s3, k1 * s3
         if not constant:
             for ch in range(n_ch):
-                dst[dst_base + ch] = trilinear(
+                store8(
+                    dst, dst_base + ch, method,
                     src[a0 + b0 + c0 + ch], src[a1 + b0 + c0 + ch], src[a0 + b1 + c0 + ch], src[a1 + b1 + c0 + ch],
                     src[a0 + b0 + c1 + ch], src[a1 + b0 + c1 + ch], src[a0 + b1 + c1 + ch], src[a1 + b1 + c1 + ch],
-                    wi, wj, wk, one)
+                    wi, wj, wk, one, outside)
             return
         in_i0, in_i1, in_j0, in_j1, in_k0, in_k1 = i0 >= 0, i1 >= 0, j0 >= 0, j1 >= 0, k0 >= 0, k1 >= 0
         for ch in range(n_ch):
-            dst[dst_base + ch] = trilinear(
+            store8(
+                dst, dst_base + ch, method,
                 corner(src, a0 + b0 + c0 + ch, in_i0 and in_j0 and in_k0, outside),
                 corner(src, a1 + b0 + c0 + ch, in_i1 and in_j0 and in_k0, outside),
                 corner(src, a0 + b1 + c0 + ch, in_i0 and in_j1 and in_k0, outside),
@@ -162,8 +376,37 @@ def build(jit, ceil):
                 corner(src, a1 + b0 + c1 + ch, in_i1 and in_j0 and in_k1, outside),
                 corner(src, a0 + b1 + c1 + ch, in_i0 and in_j1 and in_k1, outside),
                 corner(src, a1 + b1 + c1 + ch, in_i1 and in_j1 and in_k1, outside),
-                wi, wj, wk, one)
+                wi, wj, wk, one, outside)
 
+
+    @call
+    def spline_line(data, first, n, stride, constant, fill, prefilter):
+        """Replace the samples ``s[k] = data[first + k * stride]``, ``k < n``, by their cubic B-spline
+        coefficients, for the line extended to infinity by ``fill`` (``constant``) or by its end samples.
+
+        ``prefilter = (z, g, h, six)`` with ``z = sqrt(3) - 2``, ``g = z / (1 - z)``,
+        ``h = -6 z / (1 - z**2)``.  Causal pass ``p[0] = s[0] + e_left g``,
+        ``p[k] = s[k] + z p[k-1]``; anticausal pass ``c[n-1] = h (p[n-1] + e_right g)``,
+        ``c[k] = z (c[k+1] - 6 p[k])``.  The two initial values are the exact sums of
+        the infinite tails (a constant ``e`` beyond each end), so the coefficients
+        are those of the infinitely extended line, with no truncated series.
+        """
+        z, g, h, six = prefilter
+        last = first + (n - 1) * stride
+        if constant:
+            left, right = fill, fill
+        else:
+            left, right = data[first], data[last]
+        previous = data[first] + left * g
+        data[first] = previous
+        for k in range(1, n):
+            previous = data[first + k * stride] + z * previous
+            data[first + k * stride] = previous
+        following = h * (previous + right * g)
+        data[last] = following
+        for k in range(n - 2, -1, -1):
+            following = z * (following - six * data[first + k * stride])
+            data[first + k * stride] = following
 
     @jit
     def sample_point2(src, dims, base, x, y, top, nearest, constant, one, outside, dst, dst_base):
@@ -252,6 +495,9 @@ def build(jit, ceil):
         tf_lerp=tf_lerp,
         corner=corner,
         sample_point3=sample_point3,
+        label_vote=label_vote,
+        spline_line=spline_line,
+        cubic_axis=cubic_axis,
         sample_point2=sample_point2,
         warp_grid_point=warp_grid_point,
         resize_point_linear=resize_point_linear,

@@ -30,7 +30,7 @@ BENCH_SIZES = ("full", "tiny")  # the keys of arrayreg.cli.bench.SIZES
 EXAMPLES = {
     "warp": """examples:
   arrayreg warp -i moving.nii.gz -d ddf.nii.gz -o warped.nii.gz
-  arrayreg warp -i labels.nii.gz -d ddf.nii.gz -o warped_labels.nii.gz --interpolation nearest
+  arrayreg warp -i labels.nii.gz -d ddf.nii.gz -o warped_labels.nii.gz --interpolation label
   arrayreg warp -i a.nii.gz -i b.nii.gz -d ddf.nii.gz -o out_dir/   # several images: --out is a folder""",
     "integrate": """examples:
   arrayreg integrate -i dvf.nii.gz -o ddf.nii.gz --num-steps 7""",
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="""examples:
   arrayreg demo --size 64
   arrayreg warp -i moving.nii.gz -d ddf.nii.gz -o warped.nii.gz
-  arrayreg warp -i labels.nii.gz -d ddf.nii.gz -o warped_labels.nii.gz --interpolation nearest
+  arrayreg warp -i labels.nii.gz -d ddf.nii.gz -o warped_labels.nii.gz --interpolation label
   arrayreg bench --size tiny
 Run 'arrayreg COMMAND --help' for the examples of each command.""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -84,7 +84,9 @@ Run 'arrayreg COMMAND --help' for the examples of each command.""",
     warp.add_argument("--ddf", "-d", required=True, help="DDF file, (f1, f2, f3, 3) or (f1, f2, f3, 1, 3), voxels")
     warp.add_argument("--out", "-o", default="",
                       help="output file (default warped.nii.gz); a folder for several images")
-    warp.add_argument("--interpolation", choices=["linear", "nearest"], default="linear")
+    warp.add_argument("--interpolation", choices=["linear", "nearest", "label", "cubic"], default="linear",
+                      help="label: label maps with any integer ids (votes of the linear weights); "
+                           "cubic: B-spline with prefilter")
     warp.add_argument("--boundary", choices=["clamp", "constant"], default="clamp")
     warp.add_argument("--fill-value", type=float, default=0.0, help="value outside the image with --boundary constant")
 
