@@ -132,6 +132,46 @@ def test_cpu_and_cuda_agree_bitwise(inputs, call, mode):
     np.testing.assert_array_equal(gpu, cpu)
 
 
+@pytest.mark.parametrize("boundary", ["clamp", "constant"])
+@pytest.mark.parametrize("call", ["resample3d", "resample2d", "warp", "warp_grid_ref"])
+@pytest.mark.parametrize("image_dtype", ["bool", "uint8", "int32", "uint64"])
+def test_label_votes_agree_bitwise(rng, call, boundary, image_dtype):
+    image, ddf, grid = typed_inputs(rng, image_dtype, "float32", 2)
+    ddf[1, 1] = np.round(ddf[1, 1] * 2) / 2  # ties
+    mode = dict(interpolation="label", boundary=boundary, fill_value=1)
+    cpu = SAMPLERS[call](image, ddf, grid, **mode)
+    with simulated_gpu(threads_per_block=16, max_blocks=3):
+        gpu = SAMPLERS[call](image, ddf, grid, **mode)
+    assert gpu.dtype == cpu.dtype == np.dtype(image_dtype)
+    np.testing.assert_array_equal(gpu, cpu)
+
+
+@pytest.mark.parametrize("boundary", ["clamp", "constant"])
+@pytest.mark.parametrize("call", ["resample3d", "warp", "warp_grid_ref"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cubic_prefilter_and_taps_agree_bitwise(rng, call, boundary, dtype):
+    for channels in (None, 3):
+        image, ddf, grid = typed_inputs(rng, dtype, dtype, channels)
+        mode = dict(interpolation="cubic", boundary=boundary, fill_value=-0.5)
+        cpu = SAMPLERS[call](image, ddf, grid, **mode)
+        with simulated_gpu(threads_per_block=16, max_blocks=3):
+            gpu = SAMPLERS[call](image, ddf, grid, **mode)
+        assert gpu.dtype == cpu.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(gpu, cpu)
+
+
+def test_cubic_on_thin_volumes_agrees_bitwise(rng):
+    """Axes of 1 to 3 voxels: fewer taps than the spline's 4, folded edges on both sides at once."""
+    runs = []
+    for shape in [(1, 2, 3), (3, 1, 2), (2, 3, 1)]:
+        image = rng.standard_normal((1,) + shape).astype(np.float32)
+        loc = rng.uniform(-3, 5, (1, 6, 3)).astype(np.float32)
+        runs += [lambda image=image, loc=loc, boundary=boundary: arrayreg.resample(image, loc, "cubic",
+                                                                                     boundary=boundary)
+                 for boundary in ("clamp", "constant")]
+    assert_cuda_path_equals_cpu(runs)
+
+
 def test_cpu_and_cuda_agree_on_the_rest(rng):
     dvf = rng.uniform(-1, 1, (1, 5, 6, 7, 3)).astype(np.float32)
     labels = rng.integers(0, 7, (2, 4, 5, 6)).astype(np.uint8)

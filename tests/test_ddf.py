@@ -3,7 +3,7 @@ import pytest
 
 from arrayreg import get_reference_grid, integrate_dvf, random_ddf, resample, warp_image_ddf
 
-from .reference import map_coordinates_batched
+from .reference import map_coordinates_batched, one_hot_vote
 
 
 def smooth_ddf(rng, shape, amplitude=3.0, batch=1):
@@ -197,3 +197,56 @@ def test_random_ddf_with_smoothness_below_one_stays_bounded():
     assert np.abs(field).max() <= 3.0
     tiny = random_ddf((5, 6, 7), 1.0, 5e-324, seed=0)
     assert tiny.shape == (1, 5, 6, 7, 3) and np.all(np.isfinite(tiny))
+
+
+@pytest.mark.parametrize("boundary", ["clamp", "constant"])
+@pytest.mark.parametrize("use_grid", [False, True])
+def test_label_warp_equals_a_one_hot_warp_and_argmax(rng, boundary, use_grid):
+    labels = rng.choice(np.array([-3, 0, 8, 1000], np.int32), (2, 6, 5, 7, 2))
+    ddf = rng.uniform(-3, 3, (2, 4, 5, 6, 3)).astype(np.float32)
+    ddf[0, 1, 1] = np.round(ddf[0, 1, 1] * 2) / 2  # corners and half-way points: zero weights and ties
+    grid = (1.1 * get_reference_grid((4, 5, 6)) - 0.2)[None] if use_grid else None
+    got = warp_image_ddf(labels, ddf, grid, interpolation="label", boundary=boundary, fill_value=8)
+    want = one_hot_vote(lambda indicator, fill: warp_image_ddf(indicator, ddf, grid, boundary=boundary,
+                                                               fill_value=fill), labels, boundary, 8, np.float32)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, want)
+
+
+def voronoi_labels(points, seeds, ids):
+    """The id of the nearest seed to each point: a label map defined everywhere in space."""
+    return ids[((points[..., None, :] - seeds) ** 2).sum(-1).argmin(-1)]
+
+
+def mean_dice(got, truth, ids):
+    scores = [2 * ((got == i) & (truth == i)).sum() / ((got == i).sum() + (truth == i).sum())
+              for i in ids if (got == i).any() or (truth == i).any()]
+    return float(np.mean(scores))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_label_warp_of_many_labels_is_at_least_as_good_as_nearest(seed):
+    """Against the continuous truth: the Voronoi labels evaluated at the displaced points themselves."""
+    rng = np.random.default_rng(seed)
+    shape = (40, 36, 32)
+    seeds = rng.uniform(0, np.array(shape) - 1, (60, 3))
+    ids = rng.permutation(1000)[:60].astype(np.int32)
+    grid = get_reference_grid(shape).astype(np.float64)
+    labels = voronoi_labels(grid, seeds, ids)[None]
+    ddf = smooth_ddf(rng, shape, amplitude=3.0)
+    truth = voronoi_labels(np.clip(grid + ddf[0], 0, np.array(shape) - 1), seeds, ids)
+    label = mean_dice(warp_image_ddf(labels, ddf, interpolation="label")[0], truth, ids)
+    nearest = mean_dice(warp_image_ddf(labels, ddf, interpolation="nearest")[0], truth, ids)
+    assert label >= nearest
+
+
+@pytest.mark.parametrize("boundary, mode", [("clamp", "nearest"), ("constant", "grid-constant")])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_cubic_warp_matches_scipy_order_3(rng, boundary, mode, dtype):
+    image = (rng.random((2, 9, 10, 11, 2)) * 200).astype(dtype)
+    ddf = smooth_ddf(rng, (7, 8, 9), amplitude=4.0, batch=2)
+    loc = get_reference_grid((7, 8, 9))[None] + ddf
+    got = warp_image_ddf(image, ddf, interpolation="cubic", boundary=boundary, fill_value=30.0)
+    want = map_coordinates_batched(image, loc, mode=mode, cval=30.0, order=3)
+    assert got.dtype == (np.float64 if dtype == np.float64 else np.float32)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * 200)

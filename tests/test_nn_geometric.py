@@ -5,6 +5,8 @@ import arrayreg.layer as layer
 from arrayreg import get_reference_grid, integrate_dvf, resize3d, warp_image_ddf
 from arrayreg.nn import AdditiveUpSampling, IntDVF, Warping
 
+from .reference import one_hot_vote
+
 
 def test_layer_module_reexports_nn():
     assert layer.Warping is Warping and layer.IntDVF is IntDVF and layer.AdditiveUpSampling is AdditiveUpSampling
@@ -17,6 +19,16 @@ def test_warping_takes_ddf_first(rng):
     nearest = Warping((4, 5, 6), interpolation="nearest", boundary="constant", fill_value=-1)([ddf, image])
     want = warp_image_ddf(image, ddf, interpolation="nearest", boundary="constant", fill_value=-1)
     np.testing.assert_array_equal(nearest, want)
+
+
+def test_warping_with_label_interpolation_votes_like_a_one_hot_warp(rng):
+    labels = rng.integers(0, 4, (2, 9, 8, 7)).astype(np.uint16) * 100
+    ddf = rng.uniform(-2, 2, (2, 4, 5, 6, 3)).astype(np.float32)
+    got = Warping((4, 5, 6), interpolation="label")([ddf, labels])
+    want = one_hot_vote(lambda indicator, fill: Warping((4, 5, 6))([ddf, indicator]), labels, "clamp", 0,
+                        np.float32)
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, want)
 
 
 def test_warping_errors():
