@@ -28,16 +28,22 @@ def _check_spacing(spacing) -> tuple:
                  for h in values)
 
 
-def _combine(outer, inner, boundary, weights, xp, backend):
-    """``w_inner * inner + w_outer * outer(x + inner(x))`` in one fused pass (``kernels.compose3d``)."""
+def _combine(outer, inner, boundary, weights, xp, backend, out=None):
+    """``w_inner * inner + w_outer * outer(x + inner(x))`` in one fused pass (``kernels.compose3d``).
+
+    Returns the result (in ``out`` when given, a buffer of the compute dtype that
+    is not ``inner``) and the largest ``|result - inner|`` (0.0 when empty).
+    """
     plan = plan_sampling(backend, outer, "outer", 3, True, (inner,), "linear", boundary, 0.0)
     dtype = plan.coord_dtype
-    out = xp.empty(inner.shape, dtype=dtype)
-    if out.size:
-        coords = xp.arange(max(inner.shape[1:4]), dtype=dtype)
-        weight = (dtype.type(weights[0]), dtype.type(weights[1]))
-        backend.kernels.compose3d(plan.vol, kernel_array(inner, dtype, xp), coords, plan.mode, weight, out)
-    return out
+    out = xp.empty(inner.shape, dtype=dtype) if out is None else out
+    if not out.size:
+        return out, 0.0
+    coords = xp.arange(max(inner.shape[1:4]), dtype=dtype)
+    weight = (dtype.type(weights[0]), dtype.type(weights[1]))
+    change = xp.zeros(inner.shape[0] * inner.shape[1], dtype=dtype)
+    backend.kernels.compose3d(plan.vol, kernel_array(inner, dtype, xp), coords, plan.mode, weight, change, out)
+    return out, float(change.max())
 
 
 def _pair(outer, inner):
@@ -84,7 +90,7 @@ def compose_ddf(outer, inner, *, boundary: str = "constant"):
     """
     validate.check_choice(boundary, "boundary", validate.BOUNDARIES)
     backend, xp, outer, inner = _pair(outer, inner)
-    return _combine(outer, inner, boundary, (1, 1), xp, backend)
+    return _combine(outer, inner, boundary, (1, 1), xp, backend)[0]
 
 
 def invert_ddf(ddf, *, iterations: int = 20, tolerance: float = 1e-3, return_error: bool = False):
@@ -126,16 +132,17 @@ def invert_ddf(ddf, *, iterations: int = 20, tolerance: float = 1e-3, return_err
     xp = backend.xp
     ddf = validate.as_field(ddf, "ddf", xp)
     validate.check_spatial_nonempty(ddf.shape[1:4], "ddf")
-    inverse = -kernel_array(ddf, compute_dtype(ddf), xp)
+    ddf = kernel_array(ddf, compute_dtype(ddf), xp)
+    inverse = -ddf
+    spare = xp.empty_like(inverse) if iterations else None
     for _ in range(iterations):
-        updated = _combine(ddf, inverse, "clamp", (0, -1), xp, backend)
-        change = float(xp.abs(updated - inverse).max()) if updated.size else 0.0
-        inverse = updated
+        updated, change = _combine(ddf, inverse, "clamp", (0, -1), xp, backend, out=spare)
+        inverse, spare = updated, inverse
         if change < tolerance:
             break
     if not return_error:
         return inverse
-    residual = _combine(ddf, inverse, "clamp", (1, 1), xp, backend)
+    residual, _ = _combine(ddf, inverse, "clamp", (1, 1), xp, backend, out=spare)
     image = xp.asarray(get_reference_grid(ddf.shape[1:4]), dtype=inverse.dtype) + inverse
     top = xp.asarray(np.array(ddf.shape[1:4]) - 1, dtype=inverse.dtype)
     inside = ((image >= 0) & (image <= top)).all(axis=-1)

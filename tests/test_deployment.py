@@ -85,12 +85,14 @@ def test_temporaries_stay_within_the_documented_bound(rng, name, call, bound):
 
 
 def test_import_compiles_nothing_and_does_not_load_kernels():
-    """Only the Numba-free ``_kernels.device`` (what a device array is) and ``_kernels.threads`` (which loads
-    libtbb) are loaded by ``import arrayreg``; Numba itself is not imported."""
+    """Only the Numba-free ``_kernels.device`` (what a device array is), ``_kernels.threads`` (which loads
+    libtbb) and ``_kernels.formulas`` (plain source until a target builds it; the plan reads its method
+    constants) are loaded by ``import arrayreg``; Numba itself is not imported."""
     code = ("import sys, arrayreg; print(sorted(m for m in sys.modules if m.startswith('arrayreg._kernels.')), "
             "'numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['arrayreg._kernels.device', 'arrayreg._kernels.threads'] False"
+    assert out.stdout.strip() == ("['arrayreg._kernels.device', 'arrayreg._kernels.formulas', "
+                                  "'arrayreg._kernels.threads'] False")
 
 
 def test_numba_cache_dir_is_honoured_for_a_read_only_install(tmp_path):

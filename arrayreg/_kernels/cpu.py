@@ -20,6 +20,7 @@ sample_point3 = _F.sample_point3
 spline_line = _F.spline_line
 tf_lerp = _F.tf_lerp
 jacobian_point = _F.jacobian_point
+stencil = _F.stencil
 trilinear = _F.trilinear
 warp_grid_point = _F.warp_grid_point
 
@@ -144,9 +145,9 @@ def _warp3d_points(image, ddf, grid, use_grid, coords, mode, out):
 
 
 @njit(inline="always")
-def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords, top, one, offsets, weights,
-             unit_values, values, out):
-    """One fixed-grid row of the default warp (linear, clamp, reference grid) in three loops.
+def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside,
+             offsets, weights, unit_values, values, out):
+    """One fixed-grid row of a linear warp on the reference grid, in three loops.
 
     1. per point, the corners (``linear_axis``) as 8 flat offsets and the 3 weights;
     2. per corner, its channels copied into ``unit_values`` (plain moves, no arithmetic);
@@ -158,7 +159,9 @@ def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords,
     load.  ``unit_lanes`` (units per voxel) and ``channel_lanes`` are tuples of
     zeros whose lengths make those counts compile-time constants, or ``()`` to
     use ``dims[3]`` (many channels, element units).  ``offsets`` is int32 when
-    every offset fits, which doubles the points per gather.
+    every offset fits, which doubles the points per gather.  With ``constant``
+    (element units only) a corner outside the volume has offset -1 and reads
+    ``outside``.
     """
     n_units = len(unit_lanes) if len(unit_lanes) > 0 else dims[3]
     n_ch = len(channel_lanes) if len(channel_lanes) > 0 else dims[3]
@@ -166,9 +169,9 @@ def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords,
     s1 = dims[1] * s2
     f3 = weights.shape[1]
     for k in range(f3):
-        i0, i1, wi = linear_axis(xi + disp[3 * k], top[0], one, False)
-        j0, j1, wj = linear_axis(yj + disp[3 * k + 1], top[1], one, False)
-        k0, k1, wk = linear_axis(coords[k] + disp[3 * k + 2], top[2], one, False)
+        i0, i1, wi = linear_axis(xi + disp[3 * k], top[0], one, constant)
+        j0, j1, wj = linear_axis(yj + disp[3 * k + 1], top[1], one, constant)
+        k0, k1, wk = linear_axis(coords[k] + disp[3 * k + 2], top[2], one, constant)
         a0, a1 = base + i0 * s1, base + i1 * s1
         b0, b1 = j0 * s2, j1 * s2
         c0, c1 = k0 * n_units, k1 * n_units
@@ -180,14 +183,23 @@ def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords,
         offsets[5, k] = a1 + b0 + c1
         offsets[6, k] = a0 + b1 + c1
         offsets[7, k] = a1 + b1 + c1
+        if constant and (i0 < 0 or j0 < 0 or k0 < 0 or i1 < 0 or j1 < 0 or k1 < 0):
+            for m in range(8):
+                if (i1 if m & 1 else i0) < 0 or (j1 if m & 2 else j0) < 0 or (k1 if m & 4 else k0) < 0:
+                    offsets[m, k] = -1
         weights[0, k] = wi
         weights[1, k] = wj
         weights[2, k] = wk
     for m in range(8):
         corner_offsets, corner_units = offsets[m], unit_values[m]
         for k in range(f3):
-            for u in range(n_units):
-                corner_units[k * n_units + u] = units[corner_offsets[k] + u]
+            offset = corner_offsets[k]
+            if constant and offset < 0:
+                for u in range(n_units):
+                    corner_units[k * n_units + u] = outside
+            else:
+                for u in range(n_units):
+                    corner_units[k * n_units + u] = units[offset + u]
     for k in range(f3):
         wi, wj, wk = weights[0, k], weights[1, k], weights[2, k]
         for c in range(n_ch):
@@ -210,8 +222,9 @@ def row_scratch(f3, n_units, offset_type, unit_type, value_type):
 
 
 @cached_njit(**_JIT)
-def _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, offset_type, out):
-    """The default warp (linear, clamp, reference grid), row by row with :func:`warp_row`."""
+def _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, constant, outside, offset_type,
+                 out):
+    """The linear warp on the reference grid, row by row with :func:`warp_row` (``constant``: element units)."""
     n_batch, d1, d2, d3, n_ch = image.shape
     f1, f2, f3 = ddf.shape[1], ddf.shape[2], ddf.shape[3]
     n_units = units.shape[0] // (n_batch * d1 * d2 * d3)
@@ -222,9 +235,14 @@ def _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one,
         xi = coords[t - b * f1]
         for j in range(f2):
             row = (t * f2 + j) * f3
-            warp_row(units, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
-                     disp[3 * row : 3 * (row + f3)], xi, coords[j], coords, top, one, offsets, weights, unit_values,
-                     values, dst[row * n_ch : (row + f3) * n_ch])
+            if constant:
+                warp_row(units, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
+                         disp[3 * row : 3 * (row + f3)], xi, coords[j], coords, top, one, True, outside, offsets,
+                         weights, unit_values, values, dst[row * n_ch : (row + f3) * n_ch])
+            else:
+                warp_row(units, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
+                         disp[3 * row : 3 * (row + f3)], xi, coords[j], coords, top, one, False, outside, offsets,
+                         weights, unit_values, values, dst[row * n_ch : (row + f3) * n_ch])
 
 
 _WIDE_UNITS = {8: np.dtype(np.int64), 16: np.dtype(np.complex128)}
@@ -235,15 +253,17 @@ def _lanes(count):
     return (0,) * count if count <= 4 else ()
 
 
-def _transport(image):
+def _transport(image, constant):
     """The flat volume in transport units, and the unit and channel lane tuples of :func:`warp_row`.
 
     The channels of a voxel move as one unit when they span exactly 8 or 16
-    bytes and the data are aligned to that size; otherwise element by element.
+    bytes and the data are aligned to that size (and, for ``constant``, never:
+    an outside corner reads the fill value element by element); otherwise
+    element by element.
     """
     flat, n_ch = image.reshape(-1), image.shape[-1]
     unit = _WIDE_UNITS.get(n_ch * image.dtype.itemsize)
-    if n_ch > 1 and unit is not None and image.ctypes.data % unit.itemsize == 0:
+    if n_ch > 1 and unit is not None and not constant and image.ctypes.data % unit.itemsize == 0:
         return flat.view(unit), (0,), _lanes(n_ch)
     return flat, _lanes(n_ch), _lanes(n_ch)
 
@@ -254,74 +274,78 @@ def _offset_type(array):
 
 
 def warp3d(image, ddf, grid, use_grid, coords, mode, out):
-    """Fused ``resample(image, grid + ddf)``: the row kernel for DeepReg's default mode, else point by point.
+    """Fused ``resample(image, grid + ddf)``: the row kernel for linear warps on the reference grid, else point
+    by point.
 
     ``mode`` as :func:`resample3d`.
     """
-    top, method, constant, one, _, _ = mode
-    if method != LINEAR or constant or use_grid or image.dtype != out.dtype:
+    top, method, constant, one, outside, _ = mode
+    if method != LINEAR or use_grid or image.dtype != out.dtype:
         _warp3d_points(image, ddf, grid, use_grid, coords, mode, out)
     else:
-        units, unit_lanes, channel_lanes = _transport(image)
-        _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, _offset_type(image), out)
+        units, unit_lanes, channel_lanes = _transport(image, constant)
+        _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, constant, outside,
+                     _offset_type(image), out)
+
+
+@njit(inline="always")
+def combine_rows(here, warped, w_inner, w_outer, largest):
+    """``warped = w_inner * here + w_outer * warped`` in place; returns ``max(largest, max |warped - here|)``."""
+    for m in range(here.shape[0]):
+        value = w_inner * here[m] + w_outer * warped[m]
+        step = abs(value - here[m])
+        if step > largest:
+            largest = step
+        warped[m] = value
+    return largest
 
 
 @cached_njit(**_JIT)
-def compose3d(outer, inner, coords, mode, weights, out):
-    """``out[b, x] = w_inner * inner[b, x] + w_outer * outer[b]`` sampled (linear) at ``x + inner[b, x]``.
-
-    ``outer`` ``(batch, d1, d2, d3, 3)`` and ``inner``/``out`` ``(batch, f1, f2, f3, 3)``; ``mode`` as
-    :func:`resample3d` (its ``method`` is ignored: linear); ``weights = (w_inner, w_outer)``.  With
-    ``(1, 1)`` this is the composition of two DDFs, with ``(0, -1)`` one fixed-point step of inversion.
-    """
-    top, _, constant, one, outside, spline = mode
+def _compose3d_rows(outer, inner, coords, top, one, constant, weights, offset_type, change, out):
     w_inner, w_outer = weights
     n_batch, d1, d2, d3, _ = outer.shape
     f1, f2, f3 = inner.shape[1], inner.shape[2], inner.shape[3]
     src, disp, dst = outer.reshape(-1), inner.reshape(-1), out.reshape(-1)
+    zero = one - one
     for t in prange(n_batch * f1):
         b = t // f1
-        base = b * d1 * d2 * d3 * 3
+        offsets, row_weights, unit_values, values = row_scratch(f3, 3, offset_type, src, src)
         xi = coords[t - b * f1]
-        for j in range(f2):
-            row = (t * f2 + j) * f3
-            for k in range(f3):
-                p = 3 * (row + k)
-                if constant:
-                    sample_point3(src, (d1, d2, d3, 3), base, xi + disp[p], coords[j] + disp[p + 1],
-                                  coords[k] + disp[p + 2], top, LINEAR, True, one, outside, spline, dst, p)
-                else:
-                    sample_point3(src, (d1, d2, d3, 3), base, xi + disp[p], coords[j] + disp[p + 1],
-                                  coords[k] + disp[p + 2], top, LINEAR, False, one, outside, spline, dst, p)
-                for c in range(3):
-                    dst[p + c] = w_inner * disp[p + c] + w_outer * dst[p + c]
-
-
-@cached_njit(**_JIT)
-def _squaring_step(src, coords, top, one, offset_type, dst):
-    n_batch, f1, f2, f3 = src.shape[0], src.shape[1], src.shape[2], src.shape[3]
-    flat_src, flat_dst = src.reshape(-1), dst.reshape(-1)
-    for t in prange(n_batch * f1):
-        b = t // f1
-        offsets, weights, unit_values, values = row_scratch(f3, 3, offset_type, src, src)
-        xi = coords[t - b * f1]
+        largest = zero
         for j in range(f2):
             row = 3 * (t * f2 + j) * f3
-            here = flat_src[row : row + 3 * f3]
-            out = flat_dst[row : row + 3 * f3]
-            warp_row(flat_src, (f1, f2, f3, 3), (0, 0, 0), (0, 0, 0), b * f1 * f2 * f3 * 3, here, xi, coords[j], coords,
-                     top, one, offsets, weights, unit_values, values, out)
-            for m in range(3 * f3):
-                out[m] = here[m] + out[m]
+            here, warped = disp[row : row + 3 * f3], dst[row : row + 3 * f3]
+            if constant:
+                warp_row(src, (d1, d2, d3, 3), (0, 0, 0), (0, 0, 0), b * d1 * d2 * d3 * 3, here, xi, coords[j],
+                         coords, top, one, True, zero, offsets, row_weights, unit_values, values, warped)
+            else:
+                warp_row(src, (d1, d2, d3, 3), (0, 0, 0), (0, 0, 0), b * d1 * d2 * d3 * 3, here, xi, coords[j],
+                         coords, top, one, False, zero, offsets, row_weights, unit_values, values, warped)
+            largest = combine_rows(here, warped, w_inner, w_outer, largest)
+        change[t] = largest
+
+
+def compose3d(outer, inner, coords, mode, weights, change, out):
+    """``out[b, x] = w_inner * inner[b, x] + w_outer * outer[b]`` sampled (linear) at ``x + inner[b, x]``.
+
+    ``outer`` ``(batch, d1, d2, d3, 3)`` and ``inner``/``out`` ``(batch, f1, f2, f3, 3)``; ``mode`` as
+    :func:`resample3d` (its ``method`` is ignored: linear; the fill value is 0); ``weights = (w_inner,
+    w_outer)``.  With ``(1, 1)`` this is the composition of two DDFs, with ``(0, -1)`` one fixed-point step of
+    inversion.  ``change[b * f1 + i]`` receives the largest ``|out - inner|`` of plane ``i`` (NaN ignored).
+    One row at a time: :func:`warp_row` into ``out``, then the weighted sum while the row is in cache.
+    """
+    top, _, constant, one, _, _ = mode
+    _compose3d_rows(outer, inner, coords, top, one, constant, weights, _offset_type(outer), change, out)
 
 
 def squaring_step(src, coords, top, one, dst):
     """One scaling-and-squaring step: ``dst = src + warp(src, src)`` (linear, clamp), row by row.
 
-    ``src`` and ``dst`` are distinct ``(batch, f1, f2, f3, 3)`` buffers; each
-    row is warped and added to ``src`` while it is in cache.
+    ``src`` and ``dst`` are distinct ``(batch, f1, f2, f3, 3)`` buffers: :func:`compose3d` of ``src`` with
+    itself (weights one, which is exact).
     """
-    _squaring_step(src, coords, top, one, _offset_type(src), dst)
+    change = np.empty(src.shape[0] * src.shape[1], src.dtype)
+    _compose3d_rows(src, src, coords, top, one, False, (one, one), _offset_type(src), change, dst)
 
 
 @cached_njit(**_JIT)
@@ -356,16 +380,23 @@ def warp_grid3d(grid, theta, out):
 def jacobian3d(ddf, inv_steps, half, one, out):
     """``out[b, i, j, k] = det(I + du/dx)`` of ``ddf`` ``(batch, f1, f2, f3, 3)`` (``formulas.jacobian_point``).
 
-    ``inv_steps`` holds ``1 / spacing`` per axis; ``half`` and ``one`` are scalars of the compute dtype.
+    ``inv_steps`` holds ``1 / spacing`` per axis; ``half`` and ``one`` are scalars of the compute dtype.  The
+    stencils of axes 1 and 2 are fixed per row; inside a row only the two end voxels differ along axis 3.
     """
     n_batch, f1, f2, f3 = out.shape
     src, dst = ddf.reshape(-1), out.reshape(-1)
+    central_k = inv_steps[2] * half
     for t in prange(n_batch * f1):
-        i = t - (t // f1) * f1
+        pi, mi, hi = stencil(t - (t // f1) * f1, f1, 3 * f3 * f2, inv_steps[0], half)
         for j in range(f2):
+            pj, mj, hj = stencil(j, f2, 3 * f3, inv_steps[1], half)
+            first = (t * f2 + j) * f3
             for k in range(f3):
-                v = (t * f2 + j) * f3 + k
-                dst[v] = jacobian_point(src, 3 * v, (f1, f2, f3), i, j, k, inv_steps, half, one)
+                if k == 0 or k == f3 - 1:
+                    pk, mk, hk = stencil(k, f3, 3, inv_steps[2], half)
+                else:
+                    pk, mk, hk = 3, 3, central_k
+                dst[first + k] = jacobian_point(src, 3 * (first + k), pi, mi, hi, pj, mj, hj, pk, mk, hk, one)
 
 
 @cached_njit(**_JIT)

@@ -37,6 +37,7 @@ sample_point3 = _F.sample_point3
 spline_line = _F.spline_line
 warp_grid_point = _F.warp_grid_point
 jacobian_point = _F.jacobian_point
+stencil = _F.stencil
 
 THREADS_PER_BLOCK = 256
 MAX_BLOCKS = 65535
@@ -60,6 +61,17 @@ def _launch(kernel, n_threads, *args):
         kernel[blocks, threads, stream](*args)
     else:
         kernel[blocks, threads](*args)
+
+
+def _array_module(array):
+    """CuPy for a device array, NumPy under the simulator."""
+    if is_device_array(array):
+        import cupy
+
+        return cupy
+    import numpy
+
+    return numpy
 
 
 # ----------------------------------------------------------------- kernels
@@ -107,7 +119,7 @@ def _warp3d(src, d1, d2, d3, n_ch, ddf, f1, f2, f3, grid, use_grid, coords, top,
 
 @cuda.jit
 def _compose3d(outer, d1, d2, d3, inner, f1, f2, f3, coords, top, constant, one, outside, spline, w_inner, w_outer,
-               dst):
+               change, dst):
     n_points = f1 * f2 * f3
     for t in range(cuda.grid(1), inner.shape[0] // 3, cuda.gridsize(1)):
         b = t // n_points
@@ -117,8 +129,16 @@ def _compose3d(outer, d1, d2, d3, inner, f1, f2, f3, coords, top, constant, one,
         z = coords[r % f3] + inner[3 * t + 2]
         sample_point3(outer, (d1, d2, d3, 3), b * d1 * d2 * d3 * 3, x, y, z, top, LINEAR, constant, one, outside,
                       spline, dst, 3 * t)
+        largest = one - one
         for c in range(3):
-            dst[3 * t + c] = w_inner * inner[3 * t + c] + w_outer * dst[3 * t + c]
+            value = w_inner * inner[3 * t + c] + w_outer * dst[3 * t + c]
+            step = abs(value - inner[3 * t + c])
+            if step > largest:
+                largest = step
+            dst[3 * t + c] = value
+        plane = t // (f2 * f3)
+        if largest > change[plane]:  # a plain read first: most threads then skip the atomic
+            cuda.atomic.max(change, plane, largest)
 
 
 @cuda.jit
@@ -145,7 +165,10 @@ def _jacobian3d(src, f1, f2, f3, n_voxels, inv_steps, half, one, dst):
         k = v % f3
         j = (v // f3) % f2
         i = (v // (f3 * f2)) % f1
-        dst[v] = jacobian_point(src, 3 * v, (f1, f2, f3), i, j, k, inv_steps, half, one)
+        pi, mi, hi = stencil(i, f1, 3 * f3 * f2, inv_steps[0], half)
+        pj, mj, hj = stencil(j, f2, 3 * f3, inv_steps[1], half)
+        pk, mk, hk = stencil(k, f3, 3, inv_steps[2], half)
+        dst[v] = jacobian_point(src, 3 * v, pi, mi, hi, pj, mj, hj, pk, mk, hk, one)
 
 
 @cuda.jit(device=True)
@@ -213,13 +236,15 @@ def warp3d(image, ddf, grid, use_grid, coords, mode, out):
             grid.reshape(-1), use_grid, coords, top, method, constant, one, outside, spline, out.reshape(-1))
 
 
-def compose3d(outer, inner, coords, mode, weights, out):
-    """``out = w_inner * inner + w_outer * outer`` sampled (linear) at ``x + inner(x)``; ``weights`` is the pair."""
-    top, _, constant, one, outside, spline = mode
+def compose3d(outer, inner, coords, mode, weights, change, out):
+    """``out = w_inner * inner + w_outer * outer`` sampled (linear, fill 0) at ``x + inner(x)``; ``weights`` is
+    the pair; ``change[plane]`` receives the plane's largest ``|out - inner|`` (an atomic max: zero it first)."""
+    top, _, constant, one, _, spline = mode
     _, d1, d2, d3, _ = outer.shape
     _, f1, f2, f3, _ = inner.shape
+    change[...] = 0
     _launch(_compose3d, inner.size // 3, outer.reshape(-1), d1, d2, d3, inner.reshape(-1), f1, f2, f3, coords, top,
-            constant, one, outside, spline, weights[0], weights[1], out.reshape(-1))
+            constant, one, one - one, spline, weights[0], weights[1], change, out.reshape(-1))
 
 
 def squaring_step(src, coords, top, one, dst):
@@ -228,8 +253,9 @@ def squaring_step(src, coords, top, one, dst):
     _, f1, f2, f3, _ = src.shape
     flat = src.reshape(-1)
     unused_spline = (one, one, one, one)
-    _launch(_compose3d, src.size // 3, flat, f1, f2, f3, flat, f1, f2, f3, coords, top, False, one, one,
-            unused_spline, one, one, dst.reshape(-1))
+    change = _array_module(src).zeros(src.shape[0] * f1, src.dtype)
+    _launch(_compose3d, src.size // 3, flat, f1, f2, f3, flat, f1, f2, f3, coords, top, False, one, one - one,
+            unused_spline, one, one, change, dst.reshape(-1))
 
 
 def spline_prefilter(lines, prefilter, constant, fill):

@@ -441,41 +441,44 @@ def build(jit, ceil, call=None):
 
 
     @jit
-    def axis_derivative(field, offset, stride, index, size, inv_step, half):
-        """The derivative of ``field`` along one axis at ``field[offset]`` (``index`` of ``size`` on that axis).
+    def stencil(index, size, stride, inv_step, half):
+        """``(plus, minus, scale)``: the difference ``(f[+plus] - f[-minus]) * scale`` along one axis at ``index``.
 
-        Central difference ``(f[+1] - f[-1]) * (inv_step * half)`` inside; one-sided
-        ``(f[+1] - f[0]) * inv_step`` and ``(f[0] - f[-1]) * inv_step`` at the two
-        borders; 0 on an axis of one voxel.  ``stride`` is the axis's flat step.
+        Central ``(stride, stride, inv_step * half)`` inside; one-sided
+        ``(stride, 0, inv_step)`` and ``(0, stride, inv_step)`` at the two borders;
+        ``(0, 0, inv_step)`` (a derivative of 0) on an axis of one voxel.
+        ``stride`` is the axis's flat step.
         """
         if size == 1:
-            return inv_step - inv_step
+            return 0, 0, inv_step
         if index == 0:
-            return (field[offset + stride] - field[offset]) * inv_step
+            return stride, 0, inv_step
         if index == size - 1:
-            return (field[offset] - field[offset - stride]) * inv_step
-        return (field[offset + stride] - field[offset - stride]) * (inv_step * half)
+            return 0, stride, inv_step
+        return stride, stride, inv_step * half
 
     @jit
-    def jacobian_point(field, offset, dims, i, j, k, inv_steps, half, one):
-        """``det(I + du/dx)`` at voxel ``(i, j, k)`` of a flat field ``(..., f1, f2, f3, 3)`` (``dims``).
+    def difference(field, offset, plus, minus, scale):
+        """``(field[offset + plus] - field[offset - minus]) * scale``: one entry of the Jacobian."""
+        return (field[offset + plus] - field[offset - minus]) * scale
 
-        ``offset`` is the flat index of the voxel's first component; entry ``(c, a)``
-        of the Jacobian is :func:`axis_derivative` of component ``c`` along axis ``a``,
-        and the determinant is expanded along the first row.
+    @jit
+    def jacobian_point(field, offset, pi, mi, hi, pj, mj, hj, pk, mk, hk, one):
+        """``det(I + du/dx)`` at the voxel whose first component is ``field[offset]`` (a flat
+        ``(..., 3)`` field), from the :func:`stencil` of each axis.
+
+        Entry ``(c, a)`` of the Jacobian is :func:`difference` of component ``c``
+        with axis ``a``'s stencil; the determinant is expanded along the first row.
         """
-        f1, f2, f3 = dims
-        s2 = 3 * f3
-        s1 = s2 * f2
-        a00 = one + axis_derivative(field, offset, s1, i, f1, inv_steps[0], half)
-        a01 = axis_derivative(field, offset, s2, j, f2, inv_steps[1], half)
-        a02 = axis_derivative(field, offset, 3, k, f3, inv_steps[2], half)
-        a10 = axis_derivative(field, offset + 1, s1, i, f1, inv_steps[0], half)
-        a11 = one + axis_derivative(field, offset + 1, s2, j, f2, inv_steps[1], half)
-        a12 = axis_derivative(field, offset + 1, 3, k, f3, inv_steps[2], half)
-        a20 = axis_derivative(field, offset + 2, s1, i, f1, inv_steps[0], half)
-        a21 = axis_derivative(field, offset + 2, s2, j, f2, inv_steps[1], half)
-        a22 = one + axis_derivative(field, offset + 2, 3, k, f3, inv_steps[2], half)
+        a00 = one + difference(field, offset, pi, mi, hi)
+        a01 = difference(field, offset, pj, mj, hj)
+        a02 = difference(field, offset, pk, mk, hk)
+        a10 = difference(field, offset + 1, pi, mi, hi)
+        a11 = one + difference(field, offset + 1, pj, mj, hj)
+        a12 = difference(field, offset + 1, pk, mk, hk)
+        a20 = difference(field, offset + 2, pi, mi, hi)
+        a21 = difference(field, offset + 2, pj, mj, hj)
+        a22 = one + difference(field, offset + 2, pk, mk, hk)
         return a00 * (a11 * a22 - a12 * a21) - a01 * (a10 * a22 - a12 * a20) + a02 * (a10 * a21 - a11 * a20)
 
     @jit
@@ -501,6 +504,6 @@ def build(jit, ceil, call=None):
         sample_point2=sample_point2,
         warp_grid_point=warp_grid_point,
         resize_point_linear=resize_point_linear,
-        axis_derivative=axis_derivative,
+        stencil=stencil,
         jacobian_point=jacobian_point,
     )

@@ -189,16 +189,42 @@ def localnet_forward(shape):
 
 def sitk_jacobian(sitk, ddf):
     """SimpleITK's DisplacementFieldJacobianDeterminantFilter (axes reversed for ITK's xyz)."""
-    field = sitk.GetImageFromArray(ddf[0][..., ::-1].astype(np.float64), isVector=True)
-    return sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(field))
+    return sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(sitk_field(sitk, ddf)))
 
 
-def sitk_warp(sitk, image, ddf):
-    """SimpleITK DisplacementFieldTransform + Resample (linear); ITK is xyz, so axes are reversed."""
+def sitk_field(sitk, ddf):
+    """A (1, *shape, 3) voxel DDF as an ITK displacement field image (float64, xyz order)."""
+    return sitk.GetImageFromArray(ddf[0][..., ::-1].astype(np.float64), isVector=True)
+
+
+def sitk_invert(sitk, ddf, iterations):
+    """SimpleITK's InvertDisplacementField (its defaults but the iteration count), back as a (1, ..., 3) DDF."""
+    inverse = sitk.InvertDisplacementField(sitk_field(sitk, ddf), maximumNumberOfIterations=iterations,
+                                           maxErrorToleranceThreshold=0.0, meanErrorToleranceThreshold=0.0,
+                                           enforceBoundaryCondition=True)
+    return sitk.GetArrayFromImage(inverse)[..., ::-1][None].astype(np.float32)
+
+
+def inverse_consistency(ddf, inverse):
+    """Largest ``|compose_ddf(ddf, inverse)|`` over voxels whose image stays 2 voxels inside the grid."""
+    shape = np.array(ddf.shape[1:4])
+    target = arrayreg.get_reference_grid(tuple(shape)) + inverse[0]
+    inside = np.all((target >= 2) & (target <= shape - 3), axis=-1)
+    error = np.linalg.norm(arrayreg.compose_ddf(ddf, inverse)[0], axis=-1)
+    return float(error[inside].max())
+
+
+def scipy_cubic_warp(image, ddf):
+    """map_coordinates(order=3, mode='nearest'): SciPy's prefilter (float64, 12 voxels of padding) included."""
+    coords = np.indices(ddf.shape[1:4], dtype=np.float32) + np.moveaxis(ddf[0], -1, 0)
+    return ndimage.map_coordinates(image[0], coords, order=3, mode="nearest")
+
+
+def sitk_warp(sitk, image, ddf, interpolator=None):
+    """SimpleITK DisplacementFieldTransform + Resample (default linear); ITK is xyz, so axes are reversed."""
     moving = sitk.GetImageFromArray(image[0])
-    field = sitk.GetImageFromArray(ddf[0][..., ::-1].astype(np.float64), isVector=True)
-    transform = sitk.DisplacementFieldTransform(field)
-    out = sitk.Resample(moving, moving, transform, sitk.sitkLinear, 0.0)
+    transform = sitk.DisplacementFieldTransform(sitk_field(sitk, ddf))
+    out = sitk.Resample(moving, moving, transform, sitk.sitkLinear if interpolator is None else interpolator, 0.0)
     return sitk.GetArrayFromImage(out)  # a copy: a view would dangle once the image is freed
 
 
@@ -223,6 +249,8 @@ def workloads(size, peers):
     theta = arrayreg.random_transform_generator(1, 0.1, seed=0)
     w5_out = np.empty((1,) + grid.shape, np.result_type(grid, theta, np.float32))
     int_dvf = arrayreg.IntDVF(s["w3"], num_steps=7)
+    coarse_labels = rng.integers(0, 200, (1,) + tuple(n // 8 for n in s["w1"])).astype(np.uint16)
+    labels = arrayreg.resize3d(coarse_labels, s["w1"], "nearest")
 
     table = {
         f"W1 warp_image_ddf {(1,) + s['w1']}": dict(
@@ -307,6 +335,40 @@ def workloads(size, peers):
             impls={
                 "arrayreg invert_ddf(iterations=1)": lambda: arrayreg.invert_ddf(w1_ddf, iterations=1),
                 "arrayreg 3-channel warp (the target's unit)": lambda: arrayreg.warp_image_ddf(w1_ddf, w8_inner),
+            },
+        ),
+        f"W11 invert_ddf to its tolerance vs SimpleITK {(1,) + s['w1'] + (3,)}": dict(
+            touched=w1_ddf.nbytes * 3 * 20,
+            out_bytes=w1_ddf.nbytes,
+            impls={
+                "arrayreg invert_ddf (defaults)": lambda: arrayreg.invert_ddf(w1_ddf),
+                "SimpleITK InvertDisplacementField (10 iterations)": sitk and (lambda: sitk_invert(sitk, w1_ddf, 10)),
+            },
+            notes=lambda: [
+                f"inverse-consistency error (max |compose_ddf(ddf, inverse)|, 2 voxels inside): arrayreg "
+                f"{inverse_consistency(w1_ddf, arrayreg.invert_ddf(w1_ddf)):.4f} voxel"
+                + (f", SimpleITK {inverse_consistency(w1_ddf, sitk_invert(sitk, w1_ddf, 10)):.4f} voxel"
+                   if sitk else "")],
+        ),
+        f"W12 warp_image_ddf interpolation='label' {(1,) + s['w1']} uint16, 200 ids": dict(
+            touched=labels.nbytes * 2 + w1_ddf.nbytes,
+            out_bytes=labels.nbytes,
+            impls={
+                "arrayreg label": lambda: arrayreg.warp_image_ddf(labels, w1_ddf, interpolation="label"),
+                "arrayreg linear warp of a float32 image (the target's unit)": lambda: arrayreg.warp_image_ddf(
+                    w1_img, w1_ddf),
+                "arrayreg nearest": lambda: arrayreg.warp_image_ddf(labels, w1_ddf, interpolation="nearest"),
+            },
+        ),
+        f"W13 warp_image_ddf interpolation='cubic' {(1,) + s['w1']}": dict(
+            touched=w1_img.nbytes * 4 + w1_ddf.nbytes,
+            out_bytes=w1_img.nbytes,
+            impls={
+                "arrayreg cubic (prefilter included)": lambda: arrayreg.warp_image_ddf(w1_img, w1_ddf,
+                                                                                       interpolation="cubic"),
+                "scipy map_coordinates order=3 (prefilter, +coords)": lambda: scipy_cubic_warp(w1_img, w1_ddf),
+                "SimpleITK Resample sitkBSpline (prefilter included)": sitk and (
+                    lambda: sitk_warp(sitk, w1_img, w1_ddf, sitk.sitkBSpline)),
             },
         ),
     }
@@ -460,6 +522,8 @@ def run(args):
             extra_text = "-" if extra is None else f"{extra:.1f}"
             print(f"| {impl} | {ms:.2f} | {ms / base:.2f} | {extra_text} | {diff:.1e} |")
         print()
+        for note in work.get("notes", lambda: [])():
+            print(f"{note}\n")
         results["workloads"][name] = {"floor_ms": floor_ms, "rows": rows}
     cp = cupy_with_device()
     if cp is not None:
