@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import formulas
-from .formulas import LINEAR, NEAREST
+from .formulas import LABEL, LINEAR, NEAREST
 from .jit import cached_njit
 
 _F = formulas.build(njit(inline="always"), np.ceil, njit(nogil=True, error_model="numpy"))
@@ -17,6 +17,7 @@ linear_axis = _F.linear_axis
 nearest_axis = _F.nearest_axis
 sample_point2 = _F.sample_point2
 sample_point3 = _F.sample_point3
+label_vote = _F.label_vote
 spline_line = _F.spline_line
 tf_lerp = _F.tf_lerp
 jacobian_point = _F.jacobian_point
@@ -146,12 +147,13 @@ def _warp3d_points(image, ddf, grid, use_grid, coords, mode, out):
 
 @njit(inline="always")
 def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside,
-             offsets, weights, unit_values, values, out):
+             vote, offsets, weights, unit_values, values, out):
     """One fixed-grid row of a linear warp on the reference grid, in three loops.
 
     1. per point, the corners (``linear_axis``) as 8 flat offsets and the 3 weights;
     2. per corner, its channels copied into ``unit_values`` (plain moves, no arithmetic);
-    3. per point and channel, ``trilinear`` of the 8 values (``values``, the same memory as ``unit_values``).
+    3. per point and channel, ``trilinear`` of the 8 values (``values``, the same memory as ``unit_values``),
+       or with ``vote`` the label vote (``formulas.label_vote``; 8 equal corners are copied without one).
 
     Loops 1 and 3 vectorise; loop 2 is a pure gather.  ``units`` is the flat
     volume viewed in transport units: the element itself, or one 8- or 16-byte
@@ -200,6 +202,9 @@ def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords,
             else:
                 for u in range(n_units):
                     corner_units[k * n_units + u] = units[offset + u]
+    if vote:
+        vote_row(values, weights, n_ch, one, outside, out)
+        return
     for k in range(f3):
         wi, wj, wk = weights[0, k], weights[1, k], weights[2, k]
         for c in range(n_ch):
@@ -209,40 +214,70 @@ def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords,
 
 
 @njit(inline="always")
-def row_scratch(f3, n_units, offset_type, unit_type, value_type):
-    """Per-task scratch of :func:`warp_row`: offsets, weights, and the corner values as units and as values.
+def vote_row(values, weights, n_ch, one, outside, out):
+    """Loop 3 of :func:`warp_row` for labels: ``formulas.label_vote`` per point and channel (``outside`` for a
+    NaN weight), with 8 equal corners copied directly (what the vote returns for them)."""
+    for k in range(weights.shape[1]):
+        wi, wj, wk = weights[0, k], weights[1, k], weights[2, k]
+        for c in range(n_ch):
+            q = k * n_ch + c
+            v0 = values[0, q]
+            if (v0 == values[1, q] and v0 == values[2, q] and v0 == values[3, q] and v0 == values[4, q]
+                    and v0 == values[5, q] and v0 == values[6, q] and v0 == values[7, q]):
+                out[q] = v0
+            elif wi != wi or wj != wj or wk != wk:
+                out[q] = outside
+            else:
+                out[q] = label_vote(v0, values[1, q], values[2, q], values[3, q], values[4, q], values[5, q],
+                                    values[6, q], values[7, q], wi, wj, wk, one)
 
-    The weights take ``value_type``'s dtype: the row kernels read the image in the coordinate dtype.
-    """
+
+@njit(inline="always")
+def row_inside(disp, xi, yj, coords, top):
+    """Every point of the row lies in ``(0, top]`` on every axis.  There the constant boundary's corners and
+    weights are exactly the clamped ones, so the row may take the clamp path (bit for bit the same)."""
+    for k in range(disp.shape[0] // 3):
+        x, y, z = xi + disp[3 * k], yj + disp[3 * k + 1], coords[k] + disp[3 * k + 2]
+        if not (x > 0 and x <= top[0] and y > 0 and y <= top[1] and z > 0 and z <= top[2]):
+            return False
+    return True
+
+
+@njit(inline="always")
+def row_scratch(f3, n_units, offset_type, unit_type, value_type, weight_type):
+    """Per-task scratch of :func:`warp_row`: offsets, weights (``weight_type``'s dtype, the coordinates'), and
+    the corner values as units and as values."""
     offsets = np.empty((8, f3), dtype=offset_type.dtype)
-    weights = np.empty((3, f3), dtype=value_type.dtype)
+    weights = np.empty((3, f3), dtype=weight_type.dtype)
     unit_values = np.empty((8, f3 * n_units), dtype=unit_type.dtype)
     values = unit_values.reshape(-1).view(value_type.dtype).reshape(8, -1)
     return offsets, weights, unit_values, values
 
 
 @cached_njit(**_JIT)
-def _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, constant, outside, offset_type,
-                 out):
-    """The linear warp on the reference grid, row by row with :func:`warp_row` (``constant``: element units)."""
+def _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, constant, outside, vote,
+                 offset_type, out):
+    """The linear (or, with ``vote``, label) warp on the reference grid, row by row with :func:`warp_row`
+    (``constant`` and ``vote``: element units)."""
     n_batch, d1, d2, d3, n_ch = image.shape
     f1, f2, f3 = ddf.shape[1], ddf.shape[2], ddf.shape[3]
     n_units = units.shape[0] // (n_batch * d1 * d2 * d3)
     disp, dst = ddf.reshape(-1), out.reshape(-1)
     for t in prange(n_batch * f1):
         b = t // f1
-        offsets, weights, unit_values, values = row_scratch(f3, n_units, offset_type, units, image)
+        offsets, weights, unit_values, values = row_scratch(f3, n_units, offset_type, units, image, coords)
         xi = coords[t - b * f1]
         for j in range(f2):
             row = (t * f2 + j) * f3
-            if constant:
+            here = disp[3 * row : 3 * (row + f3)]
+            if constant and not row_inside(here, xi, coords[j], coords, top):
                 warp_row(units, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
-                         disp[3 * row : 3 * (row + f3)], xi, coords[j], coords, top, one, True, outside, offsets,
-                         weights, unit_values, values, dst[row * n_ch : (row + f3) * n_ch])
+                         here, xi, coords[j], coords, top, one, True, outside, vote, offsets, weights, unit_values,
+                         values, dst[row * n_ch : (row + f3) * n_ch])
             else:
                 warp_row(units, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
-                         disp[3 * row : 3 * (row + f3)], xi, coords[j], coords, top, one, False, outside, offsets,
-                         weights, unit_values, values, dst[row * n_ch : (row + f3) * n_ch])
+                         here, xi, coords[j], coords, top, one, False, outside, vote, offsets, weights, unit_values,
+                         values, dst[row * n_ch : (row + f3) * n_ch])
 
 
 _WIDE_UNITS = {8: np.dtype(np.int64), 16: np.dtype(np.complex128)}
@@ -280,11 +315,15 @@ def warp3d(image, ddf, grid, use_grid, coords, mode, out):
     ``mode`` as :func:`resample3d`.
     """
     top, method, constant, one, outside, _ = mode
-    if method != LINEAR or use_grid or image.dtype != out.dtype:
+    if method not in (LINEAR, LABEL) or use_grid or image.dtype != out.dtype:
         _warp3d_points(image, ddf, grid, use_grid, coords, mode, out)
+    elif method == LABEL:
+        lanes = _lanes(image.shape[-1])
+        _warp3d_rows(image, image.reshape(-1), lanes, lanes, ddf, coords, top, one, constant, outside, True,
+                     _offset_type(image), out)
     else:
         units, unit_lanes, channel_lanes = _transport(image, constant)
-        _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, constant, outside,
+        _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, constant, outside, False,
                      _offset_type(image), out)
 
 
@@ -309,18 +348,18 @@ def _compose3d_rows(outer, inner, coords, top, one, constant, weights, offset_ty
     zero = one - one
     for t in prange(n_batch * f1):
         b = t // f1
-        offsets, row_weights, unit_values, values = row_scratch(f3, 3, offset_type, src, src)
+        offsets, row_weights, unit_values, values = row_scratch(f3, 3, offset_type, src, src, src)
         xi = coords[t - b * f1]
         largest = zero
         for j in range(f2):
             row = 3 * (t * f2 + j) * f3
             here, warped = disp[row : row + 3 * f3], dst[row : row + 3 * f3]
-            if constant:
+            if constant and not row_inside(here, xi, coords[j], coords, top):
                 warp_row(src, (d1, d2, d3, 3), (0, 0, 0), (0, 0, 0), b * d1 * d2 * d3 * 3, here, xi, coords[j],
-                         coords, top, one, True, zero, offsets, row_weights, unit_values, values, warped)
+                         coords, top, one, True, zero, False, offsets, row_weights, unit_values, values, warped)
             else:
                 warp_row(src, (d1, d2, d3, 3), (0, 0, 0), (0, 0, 0), b * d1 * d2 * d3 * 3, here, xi, coords[j],
-                         coords, top, one, False, zero, offsets, row_weights, unit_values, values, warped)
+                         coords, top, one, False, zero, False, offsets, row_weights, unit_values, values, warped)
             largest = combine_rows(here, warped, w_inner, w_outer, largest)
         change[t] = largest
 

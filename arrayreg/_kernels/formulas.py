@@ -164,25 +164,34 @@ def build(jit, ceil, call=None):
 
     @call
     def label_vote(v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one):
-        """The label of the 8 corners with the largest :func:`label_score` (ties to the smallest id)."""
+        """The label of the 8 corners with the largest :func:`label_score` (ties to the smallest id); each
+        distinct label is scored once."""
         if (v000 == v100 and v000 == v010 and v000 == v110 and v000 == v001 and v000 == v101 and v000 == v011
                 and v000 == v111):
             return v000
         best, best_score = v000, label_score(v000, v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one)
-        best, best_score = better_label(best, best_score, v100, label_score(v100, v000, v100, v010, v110, v001, v101,
-                                                                          v011, v111, wi, wj, wk, one))
-        best, best_score = better_label(best, best_score, v010, label_score(v010, v000, v100, v010, v110, v001, v101,
-                                                                          v011, v111, wi, wj, wk, one))
-        best, best_score = better_label(best, best_score, v110, label_score(v110, v000, v100, v010, v110, v001, v101,
-                                                                          v011, v111, wi, wj, wk, one))
-        best, best_score = better_label(best, best_score, v001, label_score(v001, v000, v100, v010, v110, v001, v101,
-                                                                          v011, v111, wi, wj, wk, one))
-        best, best_score = better_label(best, best_score, v101, label_score(v101, v000, v100, v010, v110, v001, v101,
-                                                                          v011, v111, wi, wj, wk, one))
-        best, best_score = better_label(best, best_score, v011, label_score(v011, v000, v100, v010, v110, v001, v101,
-                                                                          v011, v111, wi, wj, wk, one))
-        best, best_score = better_label(best, best_score, v111, label_score(v111, v000, v100, v010, v110, v001, v101,
-                                                                          v011, v111, wi, wj, wk, one))
+        if v100 != v000:
+            best, best_score = better_label(best, best_score, v100, label_score(
+                v100, v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one))
+        if v010 != v000 and v010 != v100:
+            best, best_score = better_label(best, best_score, v010, label_score(
+                v010, v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one))
+        if v110 != v000 and v110 != v100 and v110 != v010:
+            best, best_score = better_label(best, best_score, v110, label_score(
+                v110, v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one))
+        if v001 != v000 and v001 != v100 and v001 != v010 and v001 != v110:
+            best, best_score = better_label(best, best_score, v001, label_score(
+                v001, v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one))
+        if v101 != v000 and v101 != v100 and v101 != v010 and v101 != v110 and v101 != v001:
+            best, best_score = better_label(best, best_score, v101, label_score(
+                v101, v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one))
+        if v011 != v000 and v011 != v100 and v011 != v010 and v011 != v110 and v011 != v001 and v011 != v101:
+            best, best_score = better_label(best, best_score, v011, label_score(
+                v011, v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one))
+        if (v111 != v000 and v111 != v100 and v111 != v010 and v111 != v110 and v111 != v001 and v111 != v101
+                and v111 != v011):
+            best, best_score = better_label(best, best_score, v111, label_score(
+                v111, v000, v100, v010, v110, v001, v101, v011, v111, wi, wj, wk, one))
         return best
 
     @call
@@ -259,6 +268,8 @@ def build(jit, ceil, call=None):
         tap3 = t * t * t * sixth
         tap1 = (one + one) / (one + one + one) - t * t * (one - half * t)
         tap2 = one - tap0 - tap1 - tap3
+        if n >= 4 and f >= 1 and f <= n - 3:  # all 4 taps inside: folding would add each weight to a zero
+            return f - 1, tap0, tap1, tap2, tap3
         start = 0 if n < 4 else min(max(f - 1, 0), n - 4)
         zero = one - one
         w0, w1, w2, w3 = fold_tap(f - 1, tap0, start, n, spline, one, constant, zero, zero, zero, zero)
@@ -267,7 +278,7 @@ def build(jit, ceil, call=None):
         w0, w1, w2, w3 = fold_tap(f + 2, tap3, start, n, spline, one, constant, w0, w1, w2, w3)
         return start, w0, w1, w2, w3
 
-    @call
+    @jit
     def taps4(src, offset, stride, n_taps, w0, w1, w2, w3):
         """``sum(w_a * src[offset + a * stride])`` over the first ``n_taps`` (1 to 4) entries."""
         value = w0 * src[offset]
@@ -279,7 +290,7 @@ def build(jit, ceil, call=None):
             value += w3 * src[offset + 3 * stride]
         return value
 
-    @call
+    @jit
     def taps16(src, offset, s2, s3, n2, n3, wj, wk):
         """The 4x4 taps of one plane: ``sum_b wj[b] * taps4(row b)``."""
         value = wj[0] * taps4(src, offset, s3, n3, wk[0], wk[1], wk[2], wk[3])
