@@ -250,3 +250,12 @@ def test_cubic_warp_matches_scipy_order_3(rng, boundary, mode, dtype):
     want = map_coordinates_batched(image, loc, mode=mode, cval=30.0, order=3)
     assert got.dtype == (np.float64 if dtype == np.float64 else np.float32)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * 200)
+
+
+def test_label_warp_of_a_nan_displacement_gives_the_outside_value():
+    labels = np.full((1, 3, 3, 3), 5, np.int16)
+    ddf = np.zeros((1, 3, 3, 3, 3), np.float32)
+    ddf[0, 1, 1, 1] = [np.nan, 0, 0]
+    assert warp_image_ddf(labels, ddf, interpolation="label")[0, 1, 1, 1] == 0
+    assert warp_image_ddf(labels, ddf, interpolation="label", boundary="constant", fill_value=9)[0, 1, 1, 1] == 9
+    assert (warp_image_ddf(labels, ddf, interpolation="label") == 5).sum() == 26

@@ -216,17 +216,17 @@ def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords,
 @njit(inline="always")
 def vote_row(values, weights, n_ch, one, outside, out):
     """Loop 3 of :func:`warp_row` for labels: ``formulas.label_vote`` per point and channel (``outside`` for a
-    NaN weight), with 8 equal corners copied directly (what the vote returns for them)."""
+    NaN weight, first, as ``formulas.store8``), with 8 equal corners copied directly (what the vote returns)."""
     for k in range(weights.shape[1]):
         wi, wj, wk = weights[0, k], weights[1, k], weights[2, k]
         for c in range(n_ch):
             q = k * n_ch + c
             v0 = values[0, q]
-            if (v0 == values[1, q] and v0 == values[2, q] and v0 == values[3, q] and v0 == values[4, q]
+            if wi != wi or wj != wj or wk != wk:
+                out[q] = outside
+            elif (v0 == values[1, q] and v0 == values[2, q] and v0 == values[3, q] and v0 == values[4, q]
                     and v0 == values[5, q] and v0 == values[6, q] and v0 == values[7, q]):
                 out[q] = v0
-            elif wi != wi or wj != wj or wk != wk:
-                out[q] = outside
             else:
                 out[q] = label_vote(v0, values[1, q], values[2, q], values[3, q], values[4, q], values[5, q],
                                     values[6, q], values[7, q], wi, wj, wk, one)
