@@ -147,7 +147,7 @@ def _warp3d_points(image, ddf, grid, use_grid, coords, mode, out):
 
 @njit(inline="always")
 def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside,
-             vote, offsets, weights, unit_values, values, out):
+             vote, offsets, weights, unit_values, values, mixed, out):
     """One fixed-grid row of a linear warp on the reference grid, in three loops.
 
     1. per point, the corners (``linear_axis``) as 8 flat offsets and the 3 weights;
@@ -203,7 +203,7 @@ def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords,
                 for u in range(n_units):
                     corner_units[k * n_units + u] = units[offset + u]
     if vote:
-        vote_row(values, weights, n_ch, one, outside, out)
+        vote_row(values, weights, n_ch, one, outside, mixed, out)
         return
     for k in range(f3):
         wi, wj, wk = weights[0, k], weights[1, k], weights[2, k]
@@ -214,22 +214,36 @@ def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords,
 
 
 @njit(inline="always")
-def vote_row(values, weights, n_ch, one, outside, out):
-    """Loop 3 of :func:`warp_row` for labels: ``formulas.label_vote`` per point and channel (``outside`` for a
-    NaN weight, first, as ``formulas.store8``), with 8 equal corners copied directly (what the vote returns)."""
-    for k in range(weights.shape[1]):
-        wi, wj, wk = weights[0, k], weights[1, k], weights[2, k]
+def vote_row(values, weights, n_ch, one, outside, mixed, out):
+    """Loop 3 of :func:`warp_row` for labels, in two passes.
+
+    1. (vectorises) every point takes its first corner's label, and ``mixed`` marks the points whose 8
+       corners differ or whose weights are NaN;
+    2. the marked points get ``outside`` (a NaN weight, as ``formulas.store8``) or ``formulas.label_vote``.
+
+    8 equal corners are exactly what the vote returns for them, so the result is the vote's everywhere.
+    """
+    f3 = weights.shape[1]
+    for k in range(f3):
+        total = weights[0, k] + weights[1, k] + weights[2, k]
         for c in range(n_ch):
             q = k * n_ch + c
             v0 = values[0, q]
+            uniform = ((total == total) & (v0 == values[1, q]) & (v0 == values[2, q]) & (v0 == values[3, q])
+                       & (v0 == values[4, q]) & (v0 == values[5, q]) & (v0 == values[6, q]) & (v0 == values[7, q]))
+            out[q] = v0
+            mixed[q] = not uniform
+    for k in range(f3):
+        wi, wj, wk = weights[0, k], weights[1, k], weights[2, k]
+        for c in range(n_ch):
+            q = k * n_ch + c
+            if not mixed[q]:
+                continue
             if wi != wi or wj != wj or wk != wk:
                 out[q] = outside
-            elif (v0 == values[1, q] and v0 == values[2, q] and v0 == values[3, q] and v0 == values[4, q]
-                    and v0 == values[5, q] and v0 == values[6, q] and v0 == values[7, q]):
-                out[q] = v0
             else:
-                out[q] = label_vote(v0, values[1, q], values[2, q], values[3, q], values[4, q], values[5, q],
-                                    values[6, q], values[7, q], wi, wj, wk, one)
+                out[q] = label_vote(values[0, q], values[1, q], values[2, q], values[3, q], values[4, q],
+                                    values[5, q], values[6, q], values[7, q], wi, wj, wk, one)
 
 
 @njit(inline="always")
@@ -245,13 +259,14 @@ def row_inside(disp, xi, yj, coords, top):
 
 @njit(inline="always")
 def row_scratch(f3, n_units, offset_type, unit_type, value_type, weight_type):
-    """Per-task scratch of :func:`warp_row`: offsets, weights (``weight_type``'s dtype, the coordinates'), and
-    the corner values as units and as values."""
+    """Per-task scratch of :func:`warp_row`: offsets, weights (``weight_type``'s dtype, the coordinates'), the
+    corner values as units and as values, and the vote's marks."""
     offsets = np.empty((8, f3), dtype=offset_type.dtype)
     weights = np.empty((3, f3), dtype=weight_type.dtype)
     unit_values = np.empty((8, f3 * n_units), dtype=unit_type.dtype)
     values = unit_values.reshape(-1).view(value_type.dtype).reshape(8, -1)
-    return offsets, weights, unit_values, values
+    mixed = np.empty(values.shape[1], dtype=np.bool_)
+    return offsets, weights, unit_values, values, mixed
 
 
 @cached_njit(**_JIT)
@@ -265,7 +280,7 @@ def _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one,
     disp, dst = ddf.reshape(-1), out.reshape(-1)
     for t in prange(n_batch * f1):
         b = t // f1
-        offsets, weights, unit_values, values = row_scratch(f3, n_units, offset_type, units, image, coords)
+        offsets, weights, unit_values, values, mixed = row_scratch(f3, n_units, offset_type, units, image, coords)
         xi = coords[t - b * f1]
         for j in range(f2):
             row = (t * f2 + j) * f3
@@ -273,11 +288,11 @@ def _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one,
             if constant and not row_inside(here, xi, coords[j], coords, top):
                 warp_row(units, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
                          here, xi, coords[j], coords, top, one, True, outside, vote, offsets, weights, unit_values,
-                         values, dst[row * n_ch : (row + f3) * n_ch])
+                         values, mixed, dst[row * n_ch : (row + f3) * n_ch])
             else:
                 warp_row(units, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
                          here, xi, coords[j], coords, top, one, False, outside, vote, offsets, weights, unit_values,
-                         values, dst[row * n_ch : (row + f3) * n_ch])
+                         values, mixed, dst[row * n_ch : (row + f3) * n_ch])
 
 
 _WIDE_UNITS = {8: np.dtype(np.int64), 16: np.dtype(np.complex128)}
@@ -348,7 +363,7 @@ def _compose3d_rows(outer, inner, coords, top, one, constant, weights, offset_ty
     zero = one - one
     for t in prange(n_batch * f1):
         b = t // f1
-        offsets, row_weights, unit_values, values = row_scratch(f3, 3, offset_type, src, src, src)
+        offsets, row_weights, unit_values, values, mixed = row_scratch(f3, 3, offset_type, src, src, src)
         xi = coords[t - b * f1]
         largest = zero
         for j in range(f2):
@@ -356,10 +371,12 @@ def _compose3d_rows(outer, inner, coords, top, one, constant, weights, offset_ty
             here, warped = disp[row : row + 3 * f3], dst[row : row + 3 * f3]
             if constant and not row_inside(here, xi, coords[j], coords, top):
                 warp_row(src, (d1, d2, d3, 3), (0, 0, 0), (0, 0, 0), b * d1 * d2 * d3 * 3, here, xi, coords[j],
-                         coords, top, one, True, zero, False, offsets, row_weights, unit_values, values, warped)
+                         coords, top, one, True, zero, False, offsets, row_weights, unit_values, values, mixed,
+                         warped)
             else:
                 warp_row(src, (d1, d2, d3, 3), (0, 0, 0), (0, 0, 0), b * d1 * d2 * d3 * 3, here, xi, coords[j],
-                         coords, top, one, False, zero, False, offsets, row_weights, unit_values, values, warped)
+                         coords, top, one, False, zero, False, offsets, row_weights, unit_values, values, mixed,
+                         warped)
             largest = combine_rows(here, warped, w_inner, w_outer, largest)
         change[t] = largest
 

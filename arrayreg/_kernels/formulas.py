@@ -280,26 +280,32 @@ def build(jit, ceil, call=None):
 
     @jit
     def taps4(src, offset, stride, n_taps, w0, w1, w2, w3):
-        """``sum(w_a * src[offset + a * stride])`` over the first ``n_taps`` (1 to 4) entries."""
+        """``sum(w_a * src[offset + a * stride])`` over the first ``n_taps`` (1 to 4) entries; 4 taps are
+        summed as a tree, ``(t0 + t1) + (t2 + t3)``, so that the products do not wait on each other."""
+        if n_taps == 4:
+            return (w0 * src[offset] + w1 * src[offset + stride]) + (w2 * src[offset + 2 * stride]
+                                                                      + w3 * src[offset + 3 * stride])
         value = w0 * src[offset]
         if n_taps > 1:
             value += w1 * src[offset + stride]
         if n_taps > 2:
             value += w2 * src[offset + 2 * stride]
-        if n_taps > 3:
-            value += w3 * src[offset + 3 * stride]
         return value
 
     @jit
     def taps16(src, offset, s2, s3, n2, n3, wj, wk):
-        """The 4x4 taps of one plane: ``sum_b wj[b] * taps4(row b)``."""
-        value = wj[0] * taps4(src, offset, s3, n3, wk[0], wk[1], wk[2], wk[3])
+        """The 4x4 taps of one plane: ``sum_b wj[b] * taps4(row b)`` (a tree over 4 rows)."""
+        r0 = taps4(src, offset, s3, n3, wk[0], wk[1], wk[2], wk[3])
+        if n2 == 4:
+            r1 = taps4(src, offset + s2, s3, n3, wk[0], wk[1], wk[2], wk[3])
+            r2 = taps4(src, offset + 2 * s2, s3, n3, wk[0], wk[1], wk[2], wk[3])
+            r3 = taps4(src, offset + 3 * s2, s3, n3, wk[0], wk[1], wk[2], wk[3])
+            return (wj[0] * r0 + wj[1] * r1) + (wj[2] * r2 + wj[3] * r3)
+        value = wj[0] * r0
         if n2 > 1:
             value += wj[1] * taps4(src, offset + s2, s3, n3, wk[0], wk[1], wk[2], wk[3])
         if n2 > 2:
             value += wj[2] * taps4(src, offset + 2 * s2, s3, n3, wk[0], wk[1], wk[2], wk[3])
-        if n2 > 3:
-            value += wj[3] * taps4(src, offset + 3 * s2, s3, n3, wk[0], wk[1], wk[2], wk[3])
         return value
 
     @call
@@ -324,13 +330,18 @@ def build(jit, ceil, call=None):
         rest = one - (wi0 + wi1 + wi2 + wi3) * (wj0 + wj1 + wj2 + wj3) * (wk0 + wk1 + wk2 + wk3)
         for ch in range(n_ch):
             offset = base + si * s1 + sj * s2 + sk * s3 + ch
-            value = wi0 * taps16(src, offset, s2, s3, n2, n3, wj, wk)
-            if n1 > 1:
-                value += wi1 * taps16(src, offset + s1, s2, s3, n2, n3, wj, wk)
-            if n1 > 2:
-                value += wi2 * taps16(src, offset + 2 * s1, s2, s3, n2, n3, wj, wk)
-            if n1 > 3:
-                value += wi3 * taps16(src, offset + 3 * s1, s2, s3, n2, n3, wj, wk)
+            p0 = taps16(src, offset, s2, s3, n2, n3, wj, wk)
+            if n1 == 4:
+                p1 = taps16(src, offset + s1, s2, s3, n2, n3, wj, wk)
+                p2 = taps16(src, offset + 2 * s1, s2, s3, n2, n3, wj, wk)
+                p3 = taps16(src, offset + 3 * s1, s2, s3, n2, n3, wj, wk)
+                value = (wi0 * p0 + wi1 * p1) + (wi2 * p2 + wi3 * p3)
+            else:
+                value = wi0 * p0
+                if n1 > 1:
+                    value += wi1 * taps16(src, offset + s1, s2, s3, n2, n3, wj, wk)
+                if n1 > 2:
+                    value += wi2 * taps16(src, offset + 2 * s1, s2, s3, n2, n3, wj, wk)
             if constant:
                 value += outside * rest
             dst[dst_base + ch] = value
