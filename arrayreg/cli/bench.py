@@ -346,8 +346,8 @@ def workloads(size, peers):
             },
             notes=lambda: [
                 f"inverse-consistency error (max |compose_ddf(ddf, inverse)|, 2 voxels inside): arrayreg "
-                f"{inverse_consistency(w1_ddf, arrayreg.invert_ddf(w1_ddf)):.4f} voxel"
-                + (f", SimpleITK {inverse_consistency(w1_ddf, sitk_invert(sitk, w1_ddf, 10)):.4f} voxel"
+                f"{inverse_consistency(w1_ddf, arrayreg.invert_ddf(w1_ddf)):.1e} voxel"
+                + (f", SimpleITK {inverse_consistency(w1_ddf, sitk_invert(sitk, w1_ddf, 10)):.1e} voxel"
                    if sitk else "")],
         ),
         f"W12 warp_image_ddf interpolation='label' {(1,) + s['w1']} uint16, 200 ids": dict(
