@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import formulas
-from .formulas import LABEL, LINEAR, NEAREST
+from .formulas import CUBIC, LABEL, LINEAR, NEAREST
 from .jit import cached_njit
 
 _F = formulas.build(njit(inline="always"), np.ceil, njit(nogil=True, error_model="numpy"))
@@ -18,6 +18,8 @@ nearest_axis = _F.nearest_axis
 sample_point2 = _F.sample_point2
 sample_point3 = _F.sample_point3
 label_vote = _F.label_vote
+cubic_axis = _F.cubic_axis
+taps16 = _F.taps16
 spline_line = _F.spline_line
 tf_lerp = _F.tf_lerp
 jacobian_point = _F.jacobian_point
@@ -295,6 +297,68 @@ def _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one,
                          values, mixed, dst[row * n_ch : (row + f3) * n_ch])
 
 
+@njit(inline="always")
+def cubic_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, spline, starts,
+              weights, out):
+    """One fixed-grid row of a cubic warp on the reference grid (every axis of ``dims`` at least 4 voxels),
+    in two loops: per point the 3 axes' taps (``formulas.cubic_axis``) as one flat start offset and 12
+    weights, then per point and channel the 64 taps summed as ``formulas.cubic_point3`` does, operation
+    for operation (a NaN coordinate gives ``outside``: start -1)."""
+    d1, d2, d3, _ = dims
+    n_ch = len(channel_lanes) if len(channel_lanes) > 0 else dims[3]
+    s2 = d3 * n_ch
+    s1 = d2 * s2
+    for k in range(starts.shape[0]):
+        x, y, z = xi + disp[3 * k], yj + disp[3 * k + 1], coords[k] + disp[3 * k + 2]
+        if x != x or y != y or z != z:
+            starts[k] = -1
+            continue
+        si, weights[0, k], weights[1, k], weights[2, k], weights[3, k] = cubic_axis(x, d1, top[0], spline, one,
+                                                                                    constant)
+        sj, weights[4, k], weights[5, k], weights[6, k], weights[7, k] = cubic_axis(y, d2, top[1], spline, one,
+                                                                                    constant)
+        sk, weights[8, k], weights[9, k], weights[10, k], weights[11, k] = cubic_axis(z, d3, top[2], spline, one,
+                                                                                      constant)
+        starts[k] = base + si * s1 + sj * s2 + sk * n_ch
+    for k in range(starts.shape[0]):
+        first = starts[k]
+        if first < 0:
+            for ch in range(n_ch):
+                out[k * n_ch + ch] = outside
+            continue
+        wi0, wi1, wi2, wi3 = weights[0, k], weights[1, k], weights[2, k], weights[3, k]
+        wj = (weights[4, k], weights[5, k], weights[6, k], weights[7, k])
+        wk = (weights[8, k], weights[9, k], weights[10, k], weights[11, k])
+        rest = one - (wi0 + wi1 + wi2 + wi3) * (wj[0] + wj[1] + wj[2] + wj[3]) * (wk[0] + wk[1] + wk[2] + wk[3])
+        for ch in range(n_ch):
+            offset = first + ch
+            value = ((wi0 * taps16(src, offset, s2, n_ch, 4, 4, wj, wk)
+                      + wi1 * taps16(src, offset + s1, s2, n_ch, 4, 4, wj, wk))
+                     + (wi2 * taps16(src, offset + 2 * s1, s2, n_ch, 4, 4, wj, wk)
+                        + wi3 * taps16(src, offset + 3 * s1, s2, n_ch, 4, 4, wj, wk)))
+            if constant:
+                value += outside * rest
+            out[k * n_ch + ch] = value
+
+
+@cached_njit(**_JIT)
+def _warp3d_cubic_rows(coefficients, channel_lanes, ddf, coords, top, one, constant, outside, spline, out):
+    """The cubic warp on the reference grid, row by row with :func:`cubic_row`."""
+    n_batch, d1, d2, d3, n_ch = coefficients.shape
+    f1, f2, f3 = ddf.shape[1], ddf.shape[2], ddf.shape[3]
+    src, disp, dst = coefficients.reshape(-1), ddf.reshape(-1), out.reshape(-1)
+    for t in prange(n_batch * f1):
+        b = t // f1
+        starts = np.empty(f3, np.int64)
+        weights = np.empty((12, f3), coefficients.dtype)
+        xi = coords[t - b * f1]
+        for j in range(f2):
+            row = (t * f2 + j) * f3
+            cubic_row(src, (d1, d2, d3, n_ch), channel_lanes, b * d1 * d2 * d3 * n_ch,
+                      disp[3 * row : 3 * (row + f3)], xi, coords[j], coords, top, one, constant, outside, spline,
+                      starts, weights, dst[row * n_ch : (row + f3) * n_ch])
+
+
 _WIDE_UNITS = {8: np.dtype(np.int64), 16: np.dtype(np.complex128)}
 
 
@@ -324,13 +388,15 @@ def _offset_type(array):
 
 
 def warp3d(image, ddf, grid, use_grid, coords, mode, out):
-    """Fused ``resample(image, grid + ddf)``: the row kernel for linear warps on the reference grid, else point
-    by point.
+    """Fused ``resample(image, grid + ddf)``: row kernels for linear, label and cubic warps on the reference
+    grid, else point by point.
 
     ``mode`` as :func:`resample3d`.
     """
-    top, method, constant, one, outside, _ = mode
-    if method not in (LINEAR, LABEL) or use_grid or image.dtype != out.dtype:
+    top, method, constant, one, outside, spline = mode
+    if method == CUBIC and not use_grid and image.dtype == out.dtype and min(image.shape[1:4]) >= 4:
+        _warp3d_cubic_rows(image, _lanes(image.shape[-1]), ddf, coords, top, one, constant, outside, spline, out)
+    elif method not in (LINEAR, LABEL) or use_grid or image.dtype != out.dtype:
         _warp3d_points(image, ddf, grid, use_grid, coords, mode, out)
     elif method == LABEL:
         lanes = _lanes(image.shape[-1])
@@ -455,15 +521,25 @@ def jacobian3d(ddf, inv_steps, half, one, out):
                 dst[first + k] = jacobian_point(src, 3 * (first + k), pi, mi, hi, pj, mj, hj, pk, mk, hk, one)
 
 
+_LINES_PER_TASK = 256  # adjacent lines the prefilter filters together (one vector step per sample)
+
+
 @cached_njit(**_JIT)
 def spline_prefilter(lines, prefilter, constant, fill):
     """Cubic B-spline coefficients along the middle axis of ``lines`` ``(outer, n, inner)``, in place
-    (``formulas.spline_line`` per line; ``prefilter`` as there, ``fill`` the constant extension)."""
+    (``formulas.spline_line``; ``prefilter`` as there, ``fill`` the constant extension).
+
+    A task filters up to ``_LINES_PER_TASK`` adjacent lines at once, so that each step reads and
+    writes contiguous memory.
+    """
     n_outer, n, n_inner = lines.shape
     flat = lines.reshape(-1)
-    for t in prange(n_outer * n_inner):
-        o = t // n_inner
-        spline_line(flat, o * n * n_inner + (t - o * n_inner), n, n_inner, constant, fill, prefilter)
+    n_blocks = (n_inner + _LINES_PER_TASK - 1) // _LINES_PER_TASK
+    for t in prange(n_outer * n_blocks):
+        o = t // n_blocks
+        first_line = (t - o * n_blocks) * _LINES_PER_TASK
+        width = min(_LINES_PER_TASK, n_inner - first_line)
+        spline_line(flat, o * n * n_inner + first_line, n, n_inner, width, constant, fill, prefilter)
 
 
 @njit(inline="always")

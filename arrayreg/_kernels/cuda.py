@@ -145,7 +145,7 @@ def _compose3d(outer, d1, d2, d3, inner, f1, f2, f3, coords, top, constant, one,
 def _spline_prefilter(lines, n_outer, n, n_inner, prefilter, constant, fill):
     for t in range(cuda.grid(1), n_outer * n_inner, cuda.gridsize(1)):
         o = t // n_inner
-        spline_line(lines, o * n * n_inner + (t - o * n_inner), n, n_inner, constant, fill, prefilter)
+        spline_line(lines, o * n * n_inner + (t - o * n_inner), n, n_inner, 1, constant, fill, prefilter)
 
 
 @cuda.jit

@@ -244,14 +244,13 @@ def build(jit, ceil, call=None):
         w0, w1, w2, w3 = add_to_slot(weight * (fold_a + z_m * (one - fold_a)), edge - start, w0, w1, w2, w3)
         return add_to_slot(weight * (fold_b - z_m * fold_b), neighbour - start, w0, w1, w2, w3)
 
-    @call
-    def cubic_axis(c, n, top, spline, one, constant):
-        """``(start, w0, w1, w2, w3)``: the cubic B-spline taps of coordinate ``c`` on an axis of ``n`` voxels,
-        folded into the voxels ``start .. start + 3`` (entries at or past ``n`` have weight 0).
+    @jit
+    def cubic_taps(c, top, spline, one):
+        """``(f, tap0, tap1, tap2, tap3)``: the cubic B-spline weights of the voxels ``f - 1 .. f + 2`` for
+        coordinate ``c`` (not NaN).
 
-        ``c`` is first clipped to ``[-margin, top + margin]`` (``top = n - 1``); with ``f = floor(c)`` and
-        ``t = c - f`` the taps ``f - 1 .. f + 2`` weigh ``(1 - t)**3 / 6``,
-        ``2/3 - t**2 (1 - t/2)``, the remainder, and ``t**3 / 6``.
+        ``c`` is first clipped to ``[-margin, top + margin]``; with ``f = floor(c)`` and ``t = c - f`` the
+        taps weigh ``(1 - t)**3 / 6``, ``2/3 - t**2 (1 - t/2)``, the remainder, and ``t**3 / 6``.
         """
         margin = spline[3]
         if c < -margin:
@@ -259,7 +258,6 @@ def build(jit, ceil, call=None):
         elif c > top + margin:
             c = top + margin
         f_floor = -ceil(-c)
-        f = np.int64(f_floor)
         t = c - f_floor
         u = one - t
         half = one / (one + one)
@@ -268,8 +266,12 @@ def build(jit, ceil, call=None):
         tap3 = t * t * t * sixth
         tap1 = (one + one) / (one + one + one) - t * t * (one - half * t)
         tap2 = one - tap0 - tap1 - tap3
-        if n >= 4 and f >= 1 and f <= n - 3:  # all 4 taps inside: folding would add each weight to a zero
-            return f - 1, tap0, tap1, tap2, tap3
+        return np.int64(f_floor), tap0, tap1, tap2, tap3
+
+    @call
+    def fold_taps(f, tap0, tap1, tap2, tap3, n, spline, one, constant):
+        """``(start, w0, w1, w2, w3)``: the taps of voxels ``f - 1 .. f + 2`` folded (:func:`fold_tap`) into
+        the 4 voxels ``start .. start + 3`` of an axis of ``n`` voxels (entries at or past ``n`` weigh 0)."""
         start = 0 if n < 4 else min(max(f - 1, 0), n - 4)
         zero = one - one
         w0, w1, w2, w3 = fold_tap(f - 1, tap0, start, n, spline, one, constant, zero, zero, zero, zero)
@@ -277,6 +279,16 @@ def build(jit, ceil, call=None):
         w0, w1, w2, w3 = fold_tap(f + 1, tap2, start, n, spline, one, constant, w0, w1, w2, w3)
         w0, w1, w2, w3 = fold_tap(f + 2, tap3, start, n, spline, one, constant, w0, w1, w2, w3)
         return start, w0, w1, w2, w3
+
+    @jit
+    def cubic_axis(c, n, top, spline, one, constant):
+        """``(start, w0, w1, w2, w3)``: the cubic B-spline taps of coordinate ``c`` (not NaN) on an axis of
+        ``n`` voxels (``top = n - 1``), folded into the voxels ``start .. start + 3``: :func:`cubic_taps`,
+        then :func:`fold_taps` unless all 4 taps lie inside (folding would add each weight to a zero)."""
+        f, tap0, tap1, tap2, tap3 = cubic_taps(c, top, spline, one)
+        if n >= 4 and f >= 1 and f <= n - 3:
+            return f - 1, tap0, tap1, tap2, tap3
+        return fold_taps(f, tap0, tap1, tap2, tap3, n, spline, one, constant)
 
     @jit
     def taps4(src, offset, stride, n_taps, w0, w1, w2, w3):
@@ -402,33 +414,42 @@ def build(jit, ceil, call=None):
 
 
     @call
-    def spline_line(data, first, n, stride, constant, fill, prefilter):
-        """Replace the samples ``s[k] = data[first + k * stride]``, ``k < n``, by their cubic B-spline
-        coefficients, for the line extended to infinity by ``fill`` (``constant``) or by its end samples.
+    def spline_line(data, first, n, stride, width, constant, fill, prefilter):
+        """Replace the samples ``s[k] = data[first + m + k * stride]``, ``k < n``, of each of the ``width``
+        adjacent lines ``m`` by their cubic B-spline coefficients, for the line extended to infinity by
+        ``fill`` (``constant``) or by its end samples.
 
         ``prefilter = (z, g, h, six)`` with ``z = sqrt(3) - 2``, ``g = z / (1 - z)``,
         ``h = -6 z / (1 - z**2)``.  Causal pass ``p[0] = s[0] + e_left g``,
         ``p[k] = s[k] + z p[k-1]``; anticausal pass ``c[n-1] = h (p[n-1] + e_right g)``,
         ``c[k] = z (c[k+1] - 6 p[k])``.  The two initial values are the exact sums of
         the infinite tails (a constant ``e`` beyond each end), so the coefficients
-        are those of the infinitely extended line, with no truncated series.
+        are those of the infinitely extended line, with no truncated series.  Each
+        step runs over the ``width`` lines (contiguous: one vector operation on the
+        CPU); a CUDA thread takes one line (``width == 1``).
         """
         z, g, h, six = prefilter
         last = first + (n - 1) * stride
-        if constant:
-            left, right = fill, fill
-        else:
-            left, right = data[first], data[last]
-        previous = data[first] + left * g
-        data[first] = previous
-        for k in range(1, n):
-            previous = data[first + k * stride] + z * previous
-            data[first + k * stride] = previous
-        following = h * (previous + right * g)
-        data[last] = following
+        if n == 1:
+            for m in range(width):
+                sample = data[first + m]
+                edge = fill if constant else sample
+                data[first + m] = h * ((sample + edge * g) + edge * g)
+            return
+        for m in range(width):
+            sample = data[first + m]
+            data[first + m] = sample + (fill if constant else sample) * g
+        for k in range(1, n - 1):
+            here = first + k * stride
+            for m in range(width):
+                data[here + m] = data[here + m] + z * data[here - stride + m]
+        for m in range(width):
+            sample = data[last + m]
+            data[last + m] = h * ((sample + z * data[last - stride + m]) + (fill if constant else sample) * g)
         for k in range(n - 2, -1, -1):
-            following = z * (following - six * data[first + k * stride])
-            data[first + k * stride] = following
+            here = first + k * stride
+            for m in range(width):
+                data[here + m] = z * (data[here + stride + m] - six * data[here + m])
 
     @jit
     def sample_point2(src, dims, base, x, y, top, nearest, constant, one, outside, dst, dst_base):
@@ -523,6 +544,7 @@ def build(jit, ceil, call=None):
         label_vote=label_vote,
         spline_line=spline_line,
         cubic_axis=cubic_axis,
+        taps16=taps16,
         sample_point2=sample_point2,
         warp_grid_point=warp_grid_point,
         resize_point_linear=resize_point_linear,
