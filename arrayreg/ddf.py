@@ -7,7 +7,7 @@ import numpy as np
 from . import _validation as validate
 from ._backend import backend_of
 from ._docstrings import fill
-from ._plan import compute_dtype, kernel_array, plan_sampling, top_of
+from ._plan import compute_dtype, kernel_array, plan_sampling
 
 
 def _coordinate_table(shape, dtype, xp):
@@ -145,9 +145,11 @@ def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
     validate.check_spatial_nonempty(dvf.shape[1:4], "dvf")
     spare = xp.empty_like(current)
     coords = _coordinate_table(dvf.shape[1:4], dtype, xp)
-    top = top_of(dvf.shape[1:4], dtype)
+    mode = plan_sampling(backend, current, "dvf", 3, True, (current,), "linear", "clamp", 0.0).mode
+    one = dtype.type(1)
+    change = xp.empty(current.shape[0] * current.shape[1], dtype=dtype)  # unused: each step is a fixed count
     for _ in range(num_steps):
-        backend.kernels.squaring_step(current, coords, top, dtype.type(1), spare)
+        backend.kernels.compose3d(current, current, coords, mode, (one, one), change, spare)  # exact weights 1
         current, spare = spare, current
     return current
 

@@ -114,7 +114,7 @@ def test_bench_sizes_offered_by_the_parser_are_the_benchmarks_sizes():
     assert sorted(BENCH_SIZES) == sorted(SIZES)
 
 
-KERNEL_NAMES = ("resample3d", "resample2d", "warp3d", "squaring_step", "warp_grid3d", "resize3d_linear",
+KERNEL_NAMES = ("resample3d", "resample2d", "warp3d", "warp_grid3d", "resize3d_linear",
                 "resize3d_nearest", "linear_axis_table", "nearest_axis_table", "jacobian3d", "compose3d",
                 "spline_prefilter")
 

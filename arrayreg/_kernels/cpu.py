@@ -460,16 +460,6 @@ def compose3d(outer, inner, coords, mode, weights, change, out):
     _compose3d_rows(outer, inner, coords, top, one, constant, weights, _offset_type(outer), change, out)
 
 
-def squaring_step(src, coords, top, one, dst):
-    """One scaling-and-squaring step: ``dst = src + warp(src, src)`` (linear, clamp), row by row.
-
-    ``src`` and ``dst`` are distinct ``(batch, f1, f2, f3, 3)`` buffers: :func:`compose3d` of ``src`` with
-    itself (weights one, which is exact).
-    """
-    change = np.empty(src.shape[0] * src.shape[1], src.dtype)
-    _compose3d_rows(src, src, coords, top, one, False, (one, one), _offset_type(src), change, dst)
-
-
 @cached_njit(**_JIT)
 def warp_grid3d(grid, theta, out):
     """``out[b, n, p] = [grid[n], 1] @ theta[b, :, p]`` over the flattened grid points ``n``.

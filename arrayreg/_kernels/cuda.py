@@ -63,17 +63,6 @@ def _launch(kernel, n_threads, *args):
         kernel[blocks, threads](*args)
 
 
-def _array_module(array):
-    """CuPy for a device array, NumPy under the simulator."""
-    if is_device_array(array):
-        import cupy
-
-        return cupy
-    import numpy
-
-    return numpy
-
-
 # ----------------------------------------------------------------- kernels
 @cuda.jit
 def _resample3d(src, d1, d2, d3, n_ch, loc, top, method, constant, one, outside, spline, dst):
@@ -245,17 +234,6 @@ def compose3d(outer, inner, coords, mode, weights, change, out):
     change[...] = 0
     _launch(_compose3d, inner.size // 3, outer.reshape(-1), d1, d2, d3, inner.reshape(-1), f1, f2, f3, coords, top,
             constant, one, one - one, spline, weights[0], weights[1], change, out.reshape(-1))
-
-
-def squaring_step(src, coords, top, one, dst):
-    """One scaling-and-squaring step: ``dst = src + warp(src, src)`` (clamped linear), ``compose3d`` of
-    ``src`` with itself (weights one, which is exact)."""
-    _, f1, f2, f3, _ = src.shape
-    flat = src.reshape(-1)
-    unused_spline = (one, one, one, one)
-    change = _array_module(src).zeros(src.shape[0] * f1, src.dtype)
-    _launch(_compose3d, src.size // 3, flat, f1, f2, f3, flat, f1, f2, f3, coords, top, False, one, one - one,
-            unused_spline, one, one, change, dst.reshape(-1))
 
 
 def spline_prefilter(lines, prefilter, constant, fill):
