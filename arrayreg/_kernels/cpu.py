@@ -260,6 +260,19 @@ def row_inside(disp, xi, yj, coords, top):
 
 
 @njit(inline="always")
+def warp_row_either(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside,
+                    vote, offsets, weights, unit_values, values, mixed, out):
+    """:func:`warp_row` with ``constant`` as a literal: ``True`` only for a row that reaches outside
+    (:func:`row_inside`), so rows wholly inside run the clamp path's branch-free code."""
+    if constant and not row_inside(disp, xi, yj, coords, top):
+        warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords, top, one, True, outside, vote,
+                 offsets, weights, unit_values, values, mixed, out)
+    else:
+        warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords, top, one, False, outside,
+                 vote, offsets, weights, unit_values, values, mixed, out)
+
+
+@njit(inline="always")
 def row_scratch(f3, n_units, offset_type, unit_type, value_type, weight_type):
     """Per-task scratch of :func:`warp_row`: offsets, weights (``weight_type``'s dtype, the coordinates'), the
     corner values as units and as values, and the vote's marks."""
@@ -287,14 +300,9 @@ def _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one,
         for j in range(f2):
             row = (t * f2 + j) * f3
             here = disp[3 * row : 3 * (row + f3)]
-            if constant and not row_inside(here, xi, coords[j], coords, top):
-                warp_row(units, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
-                         here, xi, coords[j], coords, top, one, True, outside, vote, offsets, weights, unit_values,
-                         values, mixed, dst[row * n_ch : (row + f3) * n_ch])
-            else:
-                warp_row(units, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
-                         here, xi, coords[j], coords, top, one, False, outside, vote, offsets, weights, unit_values,
-                         values, mixed, dst[row * n_ch : (row + f3) * n_ch])
+            warp_row_either(units, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
+                            here, xi, coords[j], coords, top, one, constant, outside, vote, offsets, weights,
+                            unit_values, values, mixed, dst[row * n_ch : (row + f3) * n_ch])
 
 
 @njit(inline="always")
@@ -435,14 +443,9 @@ def _compose3d_rows(outer, inner, coords, top, one, constant, weights, offset_ty
         for j in range(f2):
             row = 3 * (t * f2 + j) * f3
             here, warped = disp[row : row + 3 * f3], dst[row : row + 3 * f3]
-            if constant and not row_inside(here, xi, coords[j], coords, top):
-                warp_row(src, (d1, d2, d3, 3), (0, 0, 0), (0, 0, 0), b * d1 * d2 * d3 * 3, here, xi, coords[j],
-                         coords, top, one, True, zero, False, offsets, row_weights, unit_values, values, mixed,
-                         warped)
-            else:
-                warp_row(src, (d1, d2, d3, 3), (0, 0, 0), (0, 0, 0), b * d1 * d2 * d3 * 3, here, xi, coords[j],
-                         coords, top, one, False, zero, False, offsets, row_weights, unit_values, values, mixed,
-                         warped)
+            warp_row_either(src, (d1, d2, d3, 3), (0, 0, 0), (0, 0, 0), b * d1 * d2 * d3 * 3, here, xi, coords[j],
+                            coords, top, one, constant, zero, False, offsets, row_weights, unit_values, values, mixed,
+                            warped)
             largest = combine_rows(here, warped, w_inner, w_outer, largest)
         change[t] = largest
 
