@@ -61,8 +61,8 @@ GRAPH = {name: imports_of(name) for name in MODULES}
 
 def rank(name: str) -> int:
     for level, names in enumerate(RANKS):
-        if name in names or any(name.startswith(owner + ".") for owner in names if owner in ("arrayreg.nn",
-                                                                                           "arrayreg.cli")):
+        if name in names or any(name.startswith(owner + ".") for owner in names
+                                if owner in ("arrayreg.nn", "arrayreg.io", "arrayreg.cli")):
             return level
     raise AssertionError(f"{name} has no place in RANKS: add it where DESIGN.md section 5 puts it")
 
@@ -116,7 +116,7 @@ def test_bench_sizes_offered_by_the_parser_are_the_benchmarks_sizes():
 
 KERNEL_NAMES = ("resample3d", "resample2d", "warp3d", "warp_grid3d", "resize3d_linear",
                 "resize3d_nearest", "linear_axis_table", "nearest_axis_table", "jacobian3d", "compose3d",
-                "spline_prefilter")
+                "spline_prefilter", "chain3d")
 
 
 def test_every_cpu_kernel_and_its_cuda_launcher_take_the_same_arguments():

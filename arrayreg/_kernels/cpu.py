@@ -26,6 +26,7 @@ jacobian_point = _F.jacobian_point
 stencil = _F.stencil
 trilinear = _F.trilinear
 warp_grid_point = _F.warp_grid_point
+chain_point = _F.chain_point
 
 _JIT = dict(parallel=True, nogil=True, error_model="numpy")
 _CHUNK = 4096  # points per parallel task in the resample kernels
@@ -512,6 +513,24 @@ def jacobian3d(ddf, inv_steps, half, one, out):
                 else:
                     pk, mk, hk = 3, 3, central_k
                 dst[first + k] = jacobian_point(src, 3 * (first + k), pi, mi, hi, pj, mj, hj, pk, mk, hk, one)
+
+
+@cached_njit(**_JIT)
+def chain3d(start, kinds, matrices, fields, tables, finish, subtract, out):
+    """``out[b, i, j, k] = formulas.chain_point(i, j, k, ...)``: a chain of world transforms collapsed into
+    one field on the grid of ``out`` ``(batch, f1, f2, f3, 3)`` (every batch element the same), one pass."""
+    n_batch, f1, f2, f3, _ = out.shape
+    dst = out.reshape(-1)
+    for t in prange(n_batch * f1):
+        i = t - (t // f1) * f1
+        sample = np.empty(3, np.float64)
+        for j in range(f2):
+            first = 3 * (t * f2 + j) * f3
+            for k in range(f3):
+                d0, d1, d2 = chain_point(i, j, k, start, kinds, matrices, fields, tables, finish, subtract, sample)
+                dst[first + 3 * k] = d0
+                dst[first + 3 * k + 1] = d1
+                dst[first + 3 * k + 2] = d2
 
 
 _LINES_PER_TASK = 256  # adjacent lines the prefilter filters together (one vector step per sample)

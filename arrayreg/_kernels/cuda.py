@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from numba import cuda
+from numba import cuda, float64
 
 from . import formulas
 from .device import SIMULATED_GPU, is_device_array, record_launch
@@ -37,6 +37,7 @@ sample_point3 = _F.sample_point3
 spline_line = _F.spline_line
 warp_grid_point = _F.warp_grid_point
 jacobian_point = _F.jacobian_point
+chain_point = _F.chain_point
 stencil = _F.stencil
 
 THREADS_PER_BLOCK = 256
@@ -160,6 +161,19 @@ def _jacobian3d(src, f1, f2, f3, n_voxels, inv_steps, half, one, dst):
         dst[v] = jacobian_point(src, 3 * v, pi, mi, hi, pj, mj, hj, pk, mk, hk, one)
 
 
+@cuda.jit
+def _chain3d(start, kinds, matrices, fields, tables, finish, subtract, f1, f2, f3, n_voxels, dst):
+    for v in range(cuda.grid(1), n_voxels, cuda.gridsize(1)):
+        k = v % f3
+        j = (v // f3) % f2
+        i = (v // (f3 * f2)) % f1
+        sample = cuda.local.array(3, float64)
+        d0, d1, d2 = chain_point(i, j, k, start, kinds, matrices, fields, tables, finish, subtract, sample)
+        dst[3 * v] = d0
+        dst[3 * v + 1] = d1
+        dst[3 * v + 2] = d2
+
+
 @cuda.jit(device=True)
 def _voxel_of(t, o1, o2, o3):
     """``(b, a, j, k)`` of flat voxel ``t`` in a ``(batch, o1, o2, o3)`` volume."""
@@ -241,6 +255,14 @@ def spline_prefilter(lines, prefilter, constant, fill):
     thread per line (``formulas.spline_line``)."""
     n_outer, n, n_inner = lines.shape
     _launch(_spline_prefilter, n_outer * n_inner, lines.reshape(-1), n_outer, n, n_inner, prefilter, constant, fill)
+
+
+def chain3d(start, kinds, matrices, fields, tables, finish, subtract, out):
+    """A chain of world transforms collapsed into ``out`` ``(batch, f1, f2, f3, 3)``, one thread per voxel
+    (``formulas.chain_point``)."""
+    _, f1, f2, f3, _ = out.shape
+    _launch(_chain3d, out.size // 3, start, kinds, matrices, fields, tables, finish, subtract, f1, f2, f3,
+            out.size // 3, out.reshape(-1))
 
 
 def warp_grid3d(grid, theta, out):

@@ -533,6 +533,47 @@ def build(jit, ceil, call=None):
         r11 = tf_lerp(image[b, hi1, hi2, lo3, ch], image[b, hi1, hi2, hi3, ch], t3)
         return tf_lerp(tf_lerp(r00, r01, t2), tf_lerp(r10, r11, t2), t1)
 
+    @jit
+    def affine_point(m, x0, x1, x2):
+        """``m @ [x0, x1, x2, 1]`` for a ``(3, 4)`` float64 matrix ``m``: three float64 values."""
+        return (m[0, 0] * x0 + m[0, 1] * x1 + m[0, 2] * x2 + m[0, 3],
+                m[1, 0] * x0 + m[1, 1] * x1 + m[1, 2] * x2 + m[1, 3],
+                m[2, 0] * x0 + m[2, 1] * x1 + m[2, 2] * x2 + m[2, 3])
+
+    @jit
+    def chain_point(i, j, k, start, kinds, matrices, fields, tables, finish, subtract, sample):
+        """The displacement of reference voxel ``(i, j, k)`` through a chain of world transforms, in float64.
+
+        ``x = start @ [i, j, k, 1]`` (the voxel in world coordinates), then for each step ``s`` in order:
+        an affine (``kinds[s] == 0``) ``x = matrices[s] @ [x, 1]``; a field (``kinds[s] == 1``)
+        ``x = x + u_s(q)`` with ``q = matrices[s] @ [x, 1]`` the point in the field's voxels and ``u_s``
+        as ITK's ``DisplacementFieldTransform`` samples it: linearly with the edges clamped
+        (:func:`sample_point3`) where ``-1/2 <= q < n - 1/2`` on every axis, else 0 (NaN too);
+        ``tables[s] = (offset in fields, n1, n2, n3)``.
+        Returns ``finish @ [x, 1] - subtract @ [i, j, k, 1]``; ``sample`` is 3 float64 scratch values.
+        """
+        x0, x1, x2 = affine_point(start, np.float64(i), np.float64(j), np.float64(k))
+        one = np.float64(1)
+        zero = one - one
+        for s in range(kinds.shape[0]):
+            m = matrices[s]
+            if kinds[s] == 0:
+                x0, x1, x2 = affine_point(m, x0, x1, x2)
+                continue
+            q0, q1, q2 = affine_point(m, x0, x1, x2)
+            n1, n2, n3 = tables[s, 1], tables[s, 2], tables[s, 3]
+            half = one / (one + one)
+            if not (q0 >= -half and q0 < n1 - half and q1 >= -half and q1 < n2 - half and q2 >= -half
+                    and q2 < n3 - half):
+                continue
+            top = (np.float64(n1 - 1), np.float64(n2 - 1), np.float64(n3 - 1))
+            sample_point3(fields, (n1, n2, n3, 3), tables[s, 0], q0, q1, q2, top, LINEAR, False, one, zero,
+                          (zero, zero, zero, zero), sample, 0)
+            x0, x1, x2 = x0 + sample[0], x1 + sample[1], x2 + sample[2]
+        y0, y1, y2 = affine_point(finish, x0, x1, x2)
+        p0, p1, p2 = affine_point(subtract, np.float64(i), np.float64(j), np.float64(k))
+        return y0 - p0, y1 - p1, y2 - p2
+
     return SimpleNamespace(
         linear_axis=linear_axis,
         nearest_axis=nearest_axis,
@@ -550,4 +591,5 @@ def build(jit, ceil, call=None):
         resize_point_linear=resize_point_linear,
         stencil=stencil,
         jacobian_point=jacobian_point,
+        chain_point=chain_point,
     )

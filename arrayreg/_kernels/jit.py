@@ -7,7 +7,10 @@ except that the on-disk cache can only ever cost a compilation, never a call:
   container running as another user, ``NUMBA_CACHE_DIR`` unwritable or
   uncreatable), the kernel compiles in memory on first use;
 - a cache file that cannot be read (a truncated or corrupt ``.nbi``/``.nbc``)
-  is ignored, the kernel recompiles, and the file is written afresh.
+  is ignored, the kernel recompiles, and the file is written afresh;
+- an entry is stale when ``formulas.py`` changed, not only the kernel's own
+  file: Numba stamps an entry with its own source file alone, and the
+  formulas are compiled into every kernel.
 
 Either case issues one ``RuntimeWarning`` per process.
 
@@ -16,7 +19,9 @@ The threading layer is set up by :mod:`arrayreg._kernels.threads`.
 
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 
 from numba import njit
 from numba.core.caching import FunctionCache
@@ -31,8 +36,17 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+FORMULAS = Path(__file__).with_name("formulas.py")
+
+
 class TolerantCache(FunctionCache):
-    """Numba's per-function cache, with unreadable entries recompiled and unwritable ones skipped."""
+    """Numba's per-function cache, with unreadable entries recompiled and unwritable ones skipped, stamped
+    with ``formulas.py`` as well as the kernel's own file."""
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        formulas = os.stat(FORMULAS)
+        self._cache_file._source_stamp = (self._cache_file._source_stamp, formulas.st_mtime, formulas.st_size)
 
     def load_overload(self, sig, target_context):
         try:

@@ -83,7 +83,7 @@ def load_ddf(path) -> tuple:
     return data, image
 
 
-def save_nifti(path, data: np.ndarray, like=None) -> None:
+def save_nifti(path, data: np.ndarray, like=None, *, intent="none") -> None:
     """Write ``data`` to ``path`` with the affine and header of the nibabel image ``like`` (if given).
 
     The file is written to a temporary name in the same folder and renamed
@@ -96,6 +96,10 @@ def save_nifti(path, data: np.ndarray, like=None) -> None:
     data : numpy.ndarray
     like : nibabel image, optional
         Whose affine and header to copy (the data dtype is updated).
+    intent : str or int, default "none"
+        The header's ``intent_code`` (nibabel's ``set_intent``): a warped image written
+        like a DDF file never carries the field's vector intent (1007), which ITK,
+        SimpleITK and ANTs would read as a one-component vector image.
     """
     nib = _nibabel()
     path = Path(path)
@@ -106,6 +110,7 @@ def save_nifti(path, data: np.ndarray, like=None) -> None:
         image = type(like)(data, like.affine, header)
     else:
         image = nib.Nifti1Image(data, np.eye(4))
+    image.header.set_intent(intent)
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(handle)

@@ -1,0 +1,233 @@
+"""World-space transforms (ITK, ANTs, SimpleITK) and their collapse into one voxel DDF.
+
+Conventions (DESIGN.md section 8).  Voxel ``p`` of an image sits at the RAS
+point ``A @ [p, 1]`` (``A`` its NIfTI vox-to-RAS affine, nibabel's
+``img.affine``).  ITK works in LPS, ``x_lps = F @ x_ras`` with
+``F = diag(-1, -1, 1)``.  A transform maps a point of the reference space to
+a point of the moving space (resampling pulls: ``out(x) = moving(T(x))``):
+
+- :class:`AffineTransform`: ``y = M @ [x, 1]`` in LPS millimetres;
+- :class:`FieldTransform`: ``y = x + u(x)``, ``u`` a vector field in LPS
+  millimetres (world components, not along the index axes) on its own grid,
+  sampled as ITK does: linearly, the edge vectors held within half a voxel
+  beyond the outer voxels, zero displacement farther out.
+
+A chain is a list in antsApplyTransforms' ``-t`` order: ``[T1, T2, ..., Tn]``
+maps ``x`` to ``Tn(...T2(T1(x)))``, the first listed acting first on the point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import _validation as validate
+from .._backend import backend_of
+
+LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS, its own inverse
+AFFINE_STEP, FIELD_STEP = 0, 1  # the step kinds of kernels.chain3d
+
+
+def check_affine(matrix, name: str) -> np.ndarray:
+    """``matrix`` as a finite, invertible ``(4, 4)`` float64 array with last row ``[0, 0, 0, 1]``."""
+    try:
+        matrix = np.array(matrix, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a (4, 4) array of numbers; got {type(matrix).__name__}") from error
+    if matrix.shape != (4, 4):
+        raise ValueError(f"{name} must have shape (4, 4); got {matrix.shape}")
+    if not np.all(np.isfinite(matrix)) or not np.array_equal(matrix[3], [0, 0, 0, 1]):
+        raise ValueError(f"{name} must be finite with last row [0, 0, 0, 1]; got\n{matrix}")
+    if abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
+        raise ValueError(f"{name} must be invertible; its 3x3 part is singular:\n{matrix}")
+    return matrix
+
+
+@dataclass(frozen=True, eq=False)
+class AffineTransform:
+    """An affine map of LPS points, ``y = matrix @ [x, 1]`` (millimetres), as ITK's ``AffineTransform``.
+
+    Parameters
+    ----------
+    matrix : array, shape (4, 4)
+        Finite and invertible, last row ``[0, 0, 0, 1]``; stored as float64.
+    """
+
+    matrix: np.ndarray
+
+    def __post_init__(self):
+        object.__setattr__(self, "matrix", check_affine(self.matrix, "matrix"))
+
+    @classmethod
+    def from_itk(cls, parameters, center=(0.0, 0.0, 0.0)) -> AffineTransform:
+        """ITK's 12 parameters (the 3x3 matrix row by row, then the translation ``t``) and fixed parameters
+        (the centre ``c``): ``y = M (x - c) + c + t``."""
+        parameters = np.asarray(parameters, dtype=np.float64).reshape(-1)
+        center = np.asarray(center, dtype=np.float64).reshape(-1)
+        if parameters.size != 12 or center.size != 3:
+            raise ValueError(f"an ITK 3-D affine has 12 parameters and a 3-value centre; got {parameters.size} "
+                             f"and {center.size}")
+        matrix = np.eye(4)
+        matrix[:3, :3] = parameters[:9].reshape(3, 3)
+        matrix[:3, 3] = parameters[9:] + center - matrix[:3, :3] @ center
+        return cls(matrix)
+
+    def itk_parameters(self) -> np.ndarray:
+        """The 12 ITK parameters of this map with centre 0: the 3x3 matrix row by row, then the offset."""
+        return np.concatenate([self.matrix[:3, :3].reshape(-1), self.matrix[:3, 3]])
+
+    def inverse(self) -> AffineTransform:
+        """The exact inverse map (what ANTs' ``[file,1]`` applies)."""
+        return AffineTransform(np.linalg.inv(self.matrix))
+
+
+@dataclass(frozen=True, eq=False)
+class FieldTransform:
+    """A displacement field, ``y = x + u(x)``, as ITK's ``DisplacementFieldTransform``.
+
+    Parameters
+    ----------
+    field : array, shape (n1, n2, n3, 3)
+        ``u`` at each voxel of its grid, LPS millimetres (NumPy or CuPy; float32 or float64).
+    affine : array, shape (4, 4)
+        The grid's NIfTI vox-to-RAS affine.
+    """
+
+    field: object
+    affine: np.ndarray
+
+    def __post_init__(self):
+        field = self.field
+        if getattr(field, "ndim", None) != 4 or field.shape[-1] != 3 or min(field.shape[:3]) < 1:
+            raise ValueError(f"field must have shape (n1, n2, n3, 3); got {getattr(field, 'shape', type(field))}")
+        if field.dtype not in (np.float32, np.float64):
+            raise TypeError(f"field must be float32 or float64; got {field.dtype}")
+        object.__setattr__(self, "affine", check_affine(self.affine, "affine"))
+
+
+def _check_chain(transforms) -> list:
+    if isinstance(transforms, (AffineTransform, FieldTransform)):
+        return [transforms]
+    transforms = list(transforms)
+    for n, transform in enumerate(transforms):
+        if not isinstance(transform, (AffineTransform, FieldTransform)):
+            raise TypeError(f"transforms[{n}] must be an AffineTransform or a FieldTransform; "
+                            f"got {type(transform).__name__}")
+    return transforms
+
+
+def _chain_tables(transforms, xp):
+    """The kernel's chain: step kinds, ``(n, 3, 4)`` matrices, the fields concatenated and their tables."""
+    fields = [t.field for t in transforms if isinstance(t, FieldTransform)]
+    dtype = np.float64 if any(f.dtype == np.float64 for f in fields) else np.float32
+    kinds = np.zeros(len(transforms), np.int64)
+    matrices = np.zeros((len(transforms), 3, 4))
+    tables = np.zeros((len(transforms), 4), np.int64)
+    offset = 0
+    for s, transform in enumerate(transforms):
+        if isinstance(transform, AffineTransform):
+            matrices[s] = transform.matrix[:3]
+            continue
+        kinds[s] = FIELD_STEP
+        matrices[s] = (np.linalg.inv(transform.affine) @ LPS)[:3]  # LPS point -> field voxel
+        tables[s] = (offset,) + transform.field.shape[:3]
+        offset += transform.field.size
+    flat = xp.concatenate([xp.asarray(f, dtype=dtype).reshape(-1) for f in fields]) if fields else \
+        xp.zeros(3, dtype)
+    return xp.asarray(kinds), xp.asarray(matrices), flat, xp.asarray(tables)
+
+
+def _collapse(transforms, reference_shape, reference_affine, finish, subtract, dtype):
+    transforms = _check_chain(transforms)
+    shape = validate.check_size3(reference_shape, "reference_shape")
+    backend = backend_of(**{f"transforms[{n}].field": t.field for n, t in enumerate(transforms)
+                            if isinstance(t, FieldTransform)})
+    xp = backend.xp
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64; got {dtype}")
+    start = (LPS @ reference_affine)[:3]
+    kinds, matrices, fields, tables = _chain_tables(transforms, xp)
+    out = xp.empty((1,) + shape + (3,), dtype=dtype)
+    backend.kernels.chain3d(xp.asarray(start), kinds, matrices, fields, tables, xp.asarray(finish[:3]),
+                            xp.asarray(subtract[:3]), out)
+    return out
+
+
+def transforms_to_ddf(transforms, reference_shape, reference_affine, moving_affine, *, dtype=np.float32):
+    """Collapse a chain of world transforms into one voxel DDF on the reference grid, in one pass.
+
+    For each reference voxel ``p``: ``x = F A [p, 1]`` (LPS), ``y = Tn(...T1(x))``,
+    and ``ddf(p) = B^-1 F y - p``, so that
+    ``warp_image_ddf(moving[None], ddf, boundary="constant")`` resamples the
+    moving image onto the reference grid as ITK and ANTs do.  Affines apply in
+    float64 and fields are sampled as ITK samples them: linearly, edges
+    clamped, within half a voxel beyond their outer voxels, and zero
+    displacement farther out.
+
+    Parameters
+    ----------
+    transforms : list of AffineTransform and FieldTransform (or one of them)
+        In ``-t`` order: the first acts first on the point.
+    reference_shape : 3 ints
+    reference_affine, moving_affine : array, shape (4, 4)
+        The NIfTI vox-to-RAS affines of the reference and moving grids.
+    dtype : float32 (default) or float64
+        Of the result; the arithmetic is float64 throughout.
+
+    Returns
+    -------
+    array, shape (1, n1, n2, n3, 3)
+        Reference voxel to moving voxel, ``ij`` order; CuPy when the fields are.
+
+    Examples
+    --------
+    A 2 mm shift along L (the first RAS axis is R, so x_ras falls by 2) on 2 mm voxels:
+
+    >>> import numpy as np
+    >>> from arrayreg.io import AffineTransform, transforms_to_ddf
+    >>> shift = AffineTransform(np.array([[1, 0, 0, 2.0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]))
+    >>> affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    >>> transforms_to_ddf([shift], (2, 2, 2), affine, affine)[0, 0, 0, 0]
+    array([-1.,  0.,  0.], dtype=float32)
+    """
+    reference_affine = check_affine(reference_affine, "reference_affine")
+    finish = np.linalg.inv(check_affine(moving_affine, "moving_affine")) @ LPS
+    return _collapse(transforms, reference_shape, reference_affine, finish, np.eye(4), dtype)
+
+
+def transforms_to_field(transforms, reference_shape, reference_affine, *, dtype=np.float32) -> FieldTransform:
+    """The chain as one displacement field on the reference grid: ``u(x) = Tn(...T1(x)) - x`` in LPS mm
+    at each reference voxel (what ``antsApplyTransforms -o [field.nii.gz,1]`` writes)."""
+    reference_affine = check_affine(reference_affine, "reference_affine")
+    start = LPS @ reference_affine
+    field = _collapse(transforms, reference_shape, reference_affine, np.eye(4), start, dtype)
+    return FieldTransform(field[0], reference_affine)
+
+
+def ddf_to_world_field(ddf, reference_affine, moving_affine) -> FieldTransform:
+    """A voxel DDF (reference voxel ``p`` to moving voxel ``p + ddf(p)``) as a world field on the reference
+    grid: ``u_lps(p) = F (B [p + ddf(p), 1] - A [p, 1])``, float64 arithmetic, the DDF's float dtype.
+
+    Parameters
+    ----------
+    ddf : array, shape (n1, n2, n3, 3) or (1, n1, n2, n3, 3)
+    reference_affine, moving_affine : array, shape (4, 4)
+        ``A`` and ``B``, the vox-to-RAS affines of the grids the DDF maps between.
+    """
+    backend = backend_of(ddf=ddf)
+    xp = backend.xp
+    ddf = validate.as_array(ddf, "ddf", xp)
+    if ddf.ndim == 5 and ddf.shape[0] == 1:
+        ddf = ddf[0]
+    if ddf.ndim != 4 or ddf.shape[-1] != 3:
+        raise ValueError(f"ddf must have shape (n1, n2, n3, 3) or (1, n1, n2, n3, 3); got {ddf.shape}")
+    a = check_affine(reference_affine, "reference_affine")
+    b = check_affine(moving_affine, "moving_affine")
+    out_dtype = ddf.dtype if ddf.dtype.kind == "f" and ddf.dtype.itemsize >= 4 else np.dtype(np.float32)
+    grid = xp.stack(xp.meshgrid(*[xp.arange(n, dtype=np.float64) for n in ddf.shape[:3]], indexing="ij"), -1)
+    lps = xp.asarray((LPS @ b)[:3, :3].T)
+    world = (grid + ddf.astype(np.float64)) @ lps + xp.asarray((LPS @ b)[:3, 3])
+    world -= grid @ xp.asarray((LPS @ a)[:3, :3].T) + xp.asarray((LPS @ a)[:3, 3])
+    return FieldTransform(world.astype(out_dtype), a)
