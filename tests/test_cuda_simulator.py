@@ -188,6 +188,25 @@ def test_cpu_and_cuda_agree_on_the_rest(rng):
     assert_cuda_path_equals_cpu(runs)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # inf * 0 in the simulator's Python
+def test_cpu_and_cuda_agree_on_world_chains(rng):
+    """Two fields (one float64, on oblique grids, NaN and far-away vectors included) and two affines."""
+    from arrayreg import io
+
+    oblique = np.array([[0.0, -1.2, 0.3, 4], [0.9, 0, 0.1, -1], [0.2, 0, 1.3, 0.5], [0, 0, 0, 1]])
+    near = rng.uniform(-2, 2, (4, 5, 3, 3)).astype(np.float32)
+    near[0, 0, 0] = [np.nan, 1e30, -np.inf]
+    far = io.FieldTransform(rng.uniform(-1, 1, (3, 4, 6, 3)), np.diag([1.5, 0.8, 1.1, 1.0]))
+    shift = io.AffineTransform(np.array([[1, 0.1, 0, 2.0], [0, 1, 0, -1], [0.05, 0, 0.95, 0.5], [0, 0, 0, 1]]))
+    chain = [io.FieldTransform(near, oblique), shift, far, shift.inverse()]
+    runs = [
+        lambda: io.transforms_to_ddf(chain, (4, 5, 6), np.diag([1.2, 1.0, 0.9, 1.0]), oblique),
+        lambda: io.transforms_to_field(chain[:2], (3, 3, 2), oblique, dtype=np.float64).field,
+        lambda: io.transforms_to_ddf(chain[1:2], (2, 3, 2), oblique, oblique),
+    ]
+    assert_cuda_path_equals_cpu(runs)
+
+
 @settings(max_examples=15, deadline=None)
 @given(
     shape=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),

@@ -34,7 +34,7 @@ from .world import LPS, AffineTransform, FieldTransform, check_affine
 
 AFFINE_NAMES = re.compile(r"^(AffineTransform|MatrixOffsetTransformBase)_(double|float)_3_3$")
 FIELD_NAMES = re.compile(r"^DisplacementFieldTransform_(double|float)_3_3$")
-COMPOSITE_NAMES = re.compile(r"^CompositeTransform_(double|float)_3$")
+COMPOSITE_NAMES = re.compile(r"^CompositeTransform_(double|float)_3(_3)?$")
 VECTOR, DISPLACEMENT_VECTOR = 1007, 1006
 FSL_INTENTS = range(2006, 2010)  # FNIRT displacement / coefficient fields
 
@@ -270,7 +270,7 @@ def _write_mat(name, transform: AffineTransform) -> None:
 def _text_of(chain) -> str:
     entries = [("AffineTransform_double_3_3", t.itk_parameters()) for t in chain[::-1]]
     if len(chain) > 1:
-        entries = [("CompositeTransform_double_3", None)] + entries
+        entries = [("CompositeTransform_double_3_3", None)] + entries
     lines = ["#Insight Transform File V1.0"]
     for n, (kind, parameters) in enumerate(entries):
         lines += [f"#Transform {n}", f"Transform: {kind}"]
@@ -298,7 +298,7 @@ def _write_h5(name, chain) -> None:
     h5py = _h5py()
     entries = [_itk_entry(t) for t in chain[::-1]]
     if len(chain) > 1:
-        entries = [("CompositeTransform_double_3", None, None)] + entries
+        entries = [("CompositeTransform_double_3_3", None, None)] + entries
     with h5py.File(name, "w") as handle:
         handle.create_dataset("/HDFVersion", data=np.bytes_(h5py.version.hdf5_version))
         handle.create_dataset("/ITKVersion", data=np.bytes_("5.4.0"))
