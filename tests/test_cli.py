@@ -234,3 +234,119 @@ def test_a_signal_during_the_write_leaves_no_temporary_file(files, signame, code
     assert done.returncode == code, done.stderr
     assert list(out.parent.iterdir()) == []
     assert done.stderr.strip() == message
+
+
+# ------------------------------------------------------------------ apply (world-space transforms)
+def _sitk_scene(sitk, tmp_path, rng):
+    """Oblique, anisotropic reference, moving and field grids written by SimpleITK, and an affine .mat."""
+    def image(values, spacing, origin, direction, vector=False):
+        made = sitk.GetImageFromArray(values, isVector=vector)
+        made.SetSpacing(spacing)
+        made.SetOrigin(origin)
+        made.SetDirection(direction)
+        return made
+
+    c, s, c2, s2 = np.cos(0.17), np.sin(0.17), np.cos(0.28), np.sin(0.28)
+    tilt = (c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0)
+    g = np.indices((14, 16, 18))  # SimpleITK's (z, y, x)
+    scene = dict(
+        reference=image(np.zeros((12, 14, 16), np.float32), (1.1, 0.9, 1.6), (2.0, -3.0, 1.0), tilt),
+        moving=image((np.sin(g[2] / 3) + np.cos(g[1] / 4) * g[0] / 8).astype(np.float32), (1.0, 1.2, 1.3),
+                     (0.0, -2.0, 0.5), (1, 0, 0, 0, c2, -s2, 0, s2, c2)),
+        field=image(rng.uniform(-1, 1, (8, 9, 10, 3)), (2.0, 1.8, 2.2), (-1.0, -5.0, 0.0), tilt, vector=True),
+    )
+    affine = sitk.AffineTransform(3)
+    affine.SetMatrix((1.03, 0.04, 0, -0.02, 0.98, 0.03, 0.01, 0, 1.02))
+    affine.SetTranslation((0.8, -0.4, 0.6))
+    affine.SetCenter((6, 3, 9))
+    for name in ("reference", "moving", "field"):
+        sitk.WriteImage(scene[name], str(tmp_path / f"{name}.nii.gz"))
+    sitk.WriteTransform(affine, str(tmp_path / "affine.mat"))
+    scene["affine"] = affine
+    return scene
+
+
+def test_apply_matches_simpleitk_for_a_warp_and_an_inverted_affine(tmp_path, rng):
+    sitk = pytest.importorskip("SimpleITK")
+    scene = _sitk_scene(sitk, tmp_path, rng)
+    out, field_out = tmp_path / "warped.nii.gz", tmp_path / "chain_field.nii.gz"
+    assert run("apply", "-i", tmp_path / "moving.nii.gz", "-r", tmp_path / "reference.nii.gz",
+               "-t", tmp_path / "field.nii.gz", "-t", f"[{tmp_path / 'affine.mat'},1]", "-o", out,
+               "--output-field", field_out) == 0
+    field = sitk.DisplacementFieldTransform(sitk.Cast(scene["field"], sitk.sitkVectorFloat64))
+    chain = sitk.CompositeTransform([scene["affine"].GetInverse(), field])  # ITK's list: the field acts first
+    expected = sitk.Resample(scene["moving"], scene["reference"], chain, sitk.sitkLinear, 0.0)
+    written = nib.load(out)
+    assert int(written.header["intent_code"]) == 0 and written.shape == scene["reference"].GetSize()
+    np.testing.assert_allclose(written.affine, nib.load(tmp_path / "reference.nii.gz").affine)
+    got = np.asanyarray(written.dataobj).transpose(2, 1, 0)
+    want = sitk.GetArrayFromImage(expected)
+    # compare where the moving point is a voxel inside the moving grid (edges follow arrayreg's constant rule)
+    mapped = sitk.TransformToDisplacementField(chain, sitk.sitkVectorFloat64, scene["reference"].GetSize(),
+                                               scene["reference"].GetOrigin(), scene["reference"].GetSpacing(),
+                                               scene["reference"].GetDirection())
+    inside = _inside_moving(sitk, scene, mapped)
+    assert inside.sum() > 500
+    assert np.abs(got - want)[inside].max() <= 1e-4 * np.ptp(want)
+    read_back = sitk.ReadImage(str(field_out))
+    np.testing.assert_allclose(sitk.GetArrayFromImage(read_back), sitk.GetArrayFromImage(mapped), atol=1e-4)
+
+
+def _inside_moving(sitk, scene, mapped):
+    """Reference voxels (SimpleITK's z, y, x order) whose moving point lies a voxel inside the moving grid."""
+    reference, moving = scene["reference"], scene["moving"]
+    displacement = sitk.GetArrayFromImage(mapped)
+    inside = np.zeros(displacement.shape[:3], bool)
+    size = np.array(moving.GetSize())
+    for index in np.ndindex(*displacement.shape[:3]):
+        point = np.array(reference.TransformIndexToPhysicalPoint(tuple(int(v) for v in index[::-1])))
+        voxel = np.array(moving.TransformPhysicalPointToContinuousIndex(tuple(point + displacement[index])))
+        inside[index] = np.all((voxel >= 1) & (voxel <= size - 2))
+    return inside
+
+
+def test_apply_streams_several_images_with_the_reference_header(tmp_path, rng):
+    sitk = pytest.importorskip("SimpleITK")
+    _sitk_scene(sitk, tmp_path, rng)
+    second = tmp_path / "second" / "moving.nii.gz"
+    second.parent.mkdir()
+    moving = nib.load(tmp_path / "moving.nii.gz")
+    labels = rng.integers(0, 5, moving.shape).astype(np.int16)
+    nib.save(nib.Nifti1Image(labels, moving.affine), tmp_path / "labels.nii.gz")
+    assert run("apply", "-i", tmp_path / "moving.nii.gz", "-i", tmp_path / "labels.nii.gz", "-r",
+               tmp_path / "reference.nii.gz", "-t", tmp_path / "affine.mat", "-o", tmp_path / "out",
+               "--interpolation", "nearest") == 0
+    warped_labels = nib.load(tmp_path / "out" / "warped_labels.nii.gz")
+    assert np.asanyarray(warped_labels.dataobj).dtype == np.int16
+    from arrayreg import io
+
+    ddf = io.transforms_to_ddf(io.read_transform(tmp_path / "affine.mat"), warped_labels.shape,
+                               nib.load(tmp_path / "reference.nii.gz").affine, moving.affine)
+    want = arrayreg.warp_image_ddf(labels[None], ddf, interpolation="nearest", boundary="constant")[0]
+    np.testing.assert_array_equal(np.asanyarray(warped_labels.dataobj), want)
+
+
+def test_apply_refuses_to_invert_a_field_and_names_what_to_do(tmp_path, rng, capsys):
+    sitk = pytest.importorskip("SimpleITK")
+    _sitk_scene(sitk, tmp_path, rng)
+    assert run("apply", "-i", tmp_path / "moving.nii.gz", "-r", tmp_path / "reference.nii.gz",
+               "-t", f"[{tmp_path / 'field.nii.gz'},1]") == 2
+    assert "only an affine has an exact inverse" in capsys.readouterr().err
+
+
+def test_warp_refuses_an_itk_field_and_points_to_apply(files, capsys):
+    field = nib.Nifti1Image(files["ddf"][:, :, :, None, :], AFFINE)
+    field.header.set_intent("vector")
+    nib.save(field, files["tmp"] / "itk_field.nii.gz")
+    assert run("warp", "-i", files["paths"]["image"], "-d", files["tmp"] / "itk_field.nii.gz") == 2
+    err = capsys.readouterr().err
+    assert "arrayreg apply" in err and "intent_code 1007" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_warped_image_never_inherits_a_vector_intent(files):
+    ddf = nib.Nifti1Image(files["ddf"], AFFINE)
+    ddf.header.set_intent("estimate")  # any intent of the DDF file: the warped image is plain data
+    nib.save(ddf, files["tmp"] / "intent_ddf.nii.gz")
+    out = files["tmp"] / "plain.nii.gz"
+    assert run("warp", "-i", files["paths"]["image"], "-d", files["tmp"] / "intent_ddf.nii.gz", "-o", out) == 0
+    assert int(nib.load(out).header["intent_code"]) == 0

@@ -1,4 +1,4 @@
-"""The ``arrayreg`` command: warp, integrate, resize, augment, demo and bench on NIfTI files.
+"""The ``arrayreg`` command: warp, apply, integrate, resize, augment, demo and bench on NIfTI files.
 
 Bad input exits with status 2 and one readable line on stderr, never a
 traceback; outputs are written atomically (temporary file, then rename).
@@ -14,9 +14,9 @@ import signal
 import sys
 import threading
 
-from .. import io
 from .commands import (
     CommandError,
+    cmd_apply,
     cmd_augment,
     cmd_bench,
     cmd_demo,
@@ -32,6 +32,13 @@ EXAMPLES = {
   arrayreg warp -i moving.nii.gz -d ddf.nii.gz -o warped.nii.gz
   arrayreg warp -i labels.nii.gz -d ddf.nii.gz -o warped_labels.nii.gz --interpolation label
   arrayreg warp -i a.nii.gz -i b.nii.gz -d ddf.nii.gz -o out_dir/   # several images: --out is a folder""",
+    "apply": """examples:
+  arrayreg apply -i moving.nii.gz -r fixed.nii.gz -t sub1Warp.nii.gz -t sub0GenericAffine.mat -o warped.nii.gz
+  arrayreg apply -i fixed.nii.gz -r moving.nii.gz -t [sub0GenericAffine.mat,1] -t sub1InverseWarp.nii.gz
+  arrayreg apply -i labels.nii.gz -r fixed.nii.gz -t chain.h5 --interpolation label --output-field field.nii.gz
+
+  -t order is antsApplyTransforms': a reference point goes through the first -t first, so
+  '-t warp -t affine' maps x to affine(x + u(x)); [file,1] puts the inverse of an affine in its place.""",
     "integrate": """examples:
   arrayreg integrate -i dvf.nii.gz -o ddf.nii.gz --num-steps 7""",
     "resize": """examples:
@@ -59,7 +66,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="arrayreg",
-        description="DeepReg's geometric core on NIfTI files: warp, integrate, resize, augment, demo, bench.",
+        description="DeepReg's geometric core on NIfTI files: warp, apply, integrate, resize, augment, demo, bench.",
         epilog="""examples:
   arrayreg demo --size 64
   arrayreg warp -i moving.nii.gz -d ddf.nii.gz -o warped.nii.gz
@@ -89,6 +96,21 @@ Run 'arrayreg COMMAND --help' for the examples of each command.""",
                            "cubic: B-spline with prefilter")
     warp.add_argument("--boundary", choices=["clamp", "constant"], default="clamp")
     warp.add_argument("--fill-value", type=float, default=0.0, help="value outside the image with --boundary constant")
+
+    apply = command("apply", "resample images through ITK/ANTs transforms in world space (antsApplyTransforms' "
+                    "flags)", cmd_apply)
+    apply.add_argument("--image", "-i", action="append", required=True, help="moving image; repeat for several")
+    apply.add_argument("--reference", "-r", required=True, help="the image whose grid the output takes")
+    apply.add_argument("--transform", "-t", action="append", required=True, metavar="T",
+                       help="a field (.nii.gz, ITK/ANTs intent 1007 or 1006), an affine (.mat, .txt, .tfm) or a "
+                            ".h5 (also composite); [file,1] inverts an affine; repeat, first acts first on a point")
+    apply.add_argument("--out", "-o", default="",
+                       help="output file (default warped.nii.gz); a folder for several images")
+    apply.add_argument("--interpolation", choices=["linear", "nearest", "label", "cubic"], default="linear")
+    apply.add_argument("--fill-value", type=float, default=0.0, help="value outside the moving image (default 0)")
+    apply.add_argument("--output-field", metavar="FIELD",
+                       help="also write the composed chain as one ITK/ANTs field (1007, LPS mm) on the reference "
+                            "grid, as antsApplyTransforms -o [FIELD,1] does")
 
     integrate = command("integrate", "integrate a velocity field (DVF) into a DDF by scaling and squaring",
                         cmd_integrate)
@@ -149,7 +171,7 @@ def main(argv=None) -> int:
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         args.handler(args)
-    except (CommandError, io.NiftiError, ValueError, TypeError, OSError, MemoryError) as error:
+    except (CommandError, ValueError, TypeError, OSError, MemoryError) as error:  # NiftiError is a ValueError
         print(f"arrayreg {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ which :func:`arrayreg.cli.main` prints as one line with exit status 2.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -48,23 +49,73 @@ def cmd_warp(args) -> None:
 
     xp = array_module(args.device)
     ddf, ddf_image = io.load_ddf(args.ddf)
-    several = len(args.image) > 1
-    if several:
-        folder = Path(args.out or ".")
-        targets = [folder / f"warped_{Path(p).name}" for p in args.image]
-        _refuse_collisions(args.image, targets)
-    else:
-        targets = [_output_path(args.out, "warped.nii.gz")]
-    images = [_load_image(path) for path in args.image]
-    results = []
-    progress = _progress(list(zip(args.image, images)), "warp", several)
-    for _, (data, _) in progress:
-        warped = warp_image_ddf(xp.asarray(data[None]), xp.asarray(ddf[None]), interpolation=args.interpolation,
-                                boundary=args.boundary, fill_value=args.fill_value)
-        results.append(to_host(warped)[0])
-    for target, result in zip(targets, results):
-        io.save_nifti(target, result, like=ddf_image)
+    ddf = xp.asarray(ddf[None])
+    targets = _targets(args.image, args.out, "warped.nii.gz")
+    for path, target in _progress(list(zip(args.image, targets)), "warp", len(targets) > 1):
+        data, _ = _load_image(path)
+        warped = warp_image_ddf(xp.asarray(data[None]), ddf, interpolation=args.interpolation, boundary=args.boundary,
+                                fill_value=args.fill_value)
+        io.save_nifti(target, to_host(warped)[0], like=ddf_image)
         print(f"wrote {target}")
+
+
+def cmd_apply(args) -> None:
+    from .. import warp_image_ddf
+    from ..io import FieldTransform
+
+    xp = array_module(args.device)
+    reference = _load_header(args.reference)
+    shape = reference.shape[:3]
+    chain = [t if not isinstance(t, FieldTransform) else FieldTransform(xp.asarray(t.field), t.affine)
+             for spec in args.transform for t in _read_t_option(spec)]
+    if args.output_field:
+        io.write_transform(Path(args.output_field), io.transforms_to_field(chain, shape, reference.affine))
+        print(f"wrote {args.output_field}")
+    ddfs = {}  # one composed DDF per moving grid: images of one grid share it
+    targets = _targets(args.image, args.out, "warped.nii.gz")
+    for path, target in _progress(list(zip(args.image, targets)), "apply", len(targets) > 1):
+        data, image = _load_image(path)
+        key = image.affine.tobytes()
+        if key not in ddfs:
+            ddfs = {key: io.transforms_to_ddf(chain, shape, reference.affine, image.affine)}
+        warped = warp_image_ddf(xp.asarray(data[None]), xp.asarray(ddfs[key]), interpolation=args.interpolation,
+                                boundary="constant", fill_value=args.fill_value)
+        io.save_nifti(target, to_host(warped)[0], like=reference)
+        print(f"wrote {target}")
+
+
+_INVERTED = re.compile(r"^\[(?P<path>.+?),\s*(?P<flag>[01])\]$")
+
+
+def _read_t_option(spec: str) -> list:
+    """One ``-t`` value, antsApplyTransforms' way: ``FILE`` or ``[FILE,1]`` (the exact inverse of an affine)."""
+    match = _INVERTED.match(spec.strip())
+    path, invert = (match["path"], match["flag"] == "1") if match else (spec, False)
+    transforms = io.read_transform(path)
+    if not invert:
+        return transforms
+    if len(transforms) != 1 or not isinstance(transforms[0], io.AffineTransform):
+        raise CommandError(f"-t [{path},1]: only an affine has an exact inverse; for a field, give its inverse "
+                           "field file (ANTs writes it as *InverseWarp.nii.gz)")
+    return [transforms[0].inverse()]
+
+
+def _load_header(path):
+    """The nibabel image of ``path`` (its data is not read)."""
+    image = io.load_nifti_header(path)
+    if len(image.shape) < 3:
+        raise CommandError(f"{path}: a reference image must be 3-D; got shape {image.shape}")
+    return image
+
+
+def _targets(images, out, default_name) -> list:
+    """One output path per input: ``out`` itself for one image, ``out/warped_NAME`` for several."""
+    if len(images) == 1:
+        return [_output_path(out, default_name)]
+    folder = Path(out or ".")
+    targets = [folder / f"warped_{Path(p).name}" for p in images]
+    _refuse_collisions(images, targets)
+    return targets
 
 
 def _refuse_collisions(inputs, targets) -> None:

@@ -1,13 +1,14 @@
 """Files in and out: NIfTI images and voxel DDFs, and the transforms of ITK, ANTs and SimpleITK.
 
-- :mod:`.nifti`: ``load_nifti``, ``load_ddf``, ``save_nifti`` (atomic; the intent is set, never inherited);
+- :mod:`.nifti`: ``load_nifti``, ``load_nifti_header``, ``load_ddf``, ``save_nifti`` (atomic; the intent
+  is set, never inherited);
 - :mod:`.world`: ``AffineTransform``, ``FieldTransform`` and the collapse of a chain of them
   into one voxel DDF (``transforms_to_ddf``) or one world field (``transforms_to_field``);
 - :mod:`.itk`: ``read_transform`` and ``write_transform`` for ITK/ANTs files.
 """
 
 from .itk import TransformFileError, read_transform, write_transform
-from .nifti import NiftiError, load_ddf, load_nifti, save_nifti
+from .nifti import NiftiError, load_ddf, load_nifti, load_nifti_header, save_nifti
 from .world import AffineTransform, FieldTransform, ddf_to_world_field, transforms_to_ddf, transforms_to_field
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "ddf_to_world_field",
     "load_ddf",
     "load_nifti",
+    "load_nifti_header",
     "read_transform",
     "save_nifti",
     "transforms_to_ddf",

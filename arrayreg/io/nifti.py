@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+WORLD_FIELD_INTENTS = (1006, 1007, 2006, 2007, 2008, 2009)  # ITK displacement/vector, FSL FNIRT fields
+
 
 class NiftiError(ValueError):
     """A file that is missing, not NIfTI, or of the wrong shape (one readable line)."""
@@ -40,25 +42,42 @@ def load_nifti(path):
     NiftiError
         (a ``ValueError``) for a missing or unreadable file, in one line.
     """
+    image = load_nifti_header(path)
+    try:
+        data = np.asanyarray(image.dataobj)
+    except Exception as error:  # noqa: BLE001 - nibabel raises many kinds; the user needs one line
+        raise NiftiError(f"{path}: not a readable NIfTI file ({error.__class__.__name__}: {error})") from error
+    return np.asarray(data, dtype=data.dtype.newbyteorder("=")), image
+
+
+def load_nifti_header(path):
+    """The nibabel image of a NIfTI file, its data not read (for its shape, affine and header).
+
+    Raises
+    ------
+    NiftiError
+        for a missing or unreadable file, in one line.
+    """
     nib = _nibabel()
     path = Path(path)
     if not path.is_file():
         raise NiftiError(f"{path}: no such file")
     try:
         image = nib.load(str(path))
-        data = np.asanyarray(image.dataobj)
     except Exception as error:  # noqa: BLE001 - nibabel raises many kinds; the user needs one line
         raise NiftiError(f"{path}: not a readable NIfTI file ({error.__class__.__name__}: {error})") from error
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise NiftiError(f"{path}: not a NIfTI file (nibabel read it as {type(image).__name__})")
-    return np.asarray(data, dtype=data.dtype.newbyteorder("=")), image
+    return image
 
 
 def load_ddf(path) -> tuple:
-    """A DDF file as ``(ddf, image)`` with ``ddf`` of shape ``(f1, f2, f3, 3)``, float32 or float64.
+    """A voxel DDF file as ``(ddf, image)`` with ``ddf`` of shape ``(f1, f2, f3, 3)``, float32 or float64.
 
     Accepts DeepReg's ``(f1, f2, f3, 3)`` layout and the ``(f1, f2, f3, 1, 3)``
-    layout of NIfTI vector images written by other tools.
+    layout.  A file whose intent marks a world-space field (ITK/ANTs 1007 and
+    1006, FSL 2006-2009) is refused: its values are millimetres, not voxels
+    (``arrayreg.io.read_transform`` and ``arrayreg apply`` read it).
 
     Returns
     -------
@@ -69,9 +88,14 @@ def load_ddf(path) -> tuple:
     Raises
     ------
     NiftiError
-        for another shape, complex values, or an unreadable file.
+        for another shape, complex values, a world-space field, or an unreadable file.
     """
     data, image = load_nifti(path)
+    intent = int(image.header["intent_code"]) if "intent_code" in image.header else 0
+    if intent in WORLD_FIELD_INTENTS:
+        raise NiftiError(f"{path}: a world-space displacement field (intent_code {intent}: millimetres, ITK/ANTs/FSL), "
+                         f"not a voxel DDF; apply it with `arrayreg apply -i MOVING -r REFERENCE -t {path}` "
+                         "(arrayreg.io.read_transform)")
     if data.ndim == 5 and data.shape[3] == 1:
         data = data[:, :, :, 0, :]
     if not (data.ndim == 4 and data.shape[-1] == 3):
