@@ -18,6 +18,7 @@ from .fields import (
     jacobian_determinant,
 )
 from .grid import get_n_bits_combinations, get_reference_grid, warp_grid
+from .io.world import transforms_to_ddf
 from .nn import AdditiveUpSampling, IntDVF, Warping
 from .resample import pyramid_combination, resample
 from .resize import resize3d
@@ -45,6 +46,7 @@ __all__ = [
     "random_transform_generator",
     "resample",
     "resize3d",
+    "transforms_to_ddf",
     "warp_grid",
     "warp_image_ddf",
 ]

@@ -33,7 +33,8 @@ from arrayreg.nn.functional import conv3d
 
 
 def load_peers() -> SimpleNamespace:
-    """The optional peers (the ``bench`` extra): ``torch`` and ``sitk`` (SimpleITK), None where not installed.
+    """The optional peers (the ``bench`` extra): ``torch``, ``sitk`` (SimpleITK) and ``ants`` (antspyx), None
+    where not installed.
 
     They are imported after Numba has started its threads: where Numba runs its
     OpenMP layer (no TBB) it links the system ``libgomp.so.1.0.0`` while torch
@@ -42,7 +43,7 @@ def load_peers() -> SimpleNamespace:
     the one already loaded.
     """
     _parallel_copy(np.zeros(2, np.float32), np.empty(2, np.float32))  # starts Numba's threads
-    peers = SimpleNamespace(torch=None, sitk=None)
+    peers = SimpleNamespace(torch=None, sitk=None, ants=None)
     try:
         import torch
 
@@ -53,6 +54,12 @@ def load_peers() -> SimpleNamespace:
         import SimpleITK
 
         peers.sitk = SimpleITK
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import ants
+
+        peers.ants = ants
     except ImportError:  # pragma: no cover
         pass
     return peers
@@ -237,9 +244,91 @@ def sitk_warp(sitk, image, ddf, interpolator=None):
     return sitk.GetArrayFromImage(out)  # a copy: a view would dangle once the image is freed
 
 
+WORLD_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])  # SimpleITK's default geometry (1 mm, origin 0, identity) in RAS
+
+
+def world_matrix(shape):
+    """A small rotation about the volume's centre plus a shift, in LPS millimetres (W14, W15)."""
+    angle = np.radians(4.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    centre = (np.array(shape) - 1) / 2.0
+    matrix = np.eye(4)
+    matrix[:3, :3] = rotation
+    matrix[:3, 3] = centre - rotation @ centre + np.array([1.5, -2.0, 0.75])
+    return matrix
+
+
+def world_chain(field, shape):
+    """W14's chain in arrayreg: the field (LPS mm on the image's grid) acting first, then the affine."""
+    from ..io import AffineTransform, FieldTransform
+
+    return [FieldTransform(field, WORLD_AFFINE), AffineTransform(world_matrix(shape))]
+
+
+def arrayreg_apply(image, chain):
+    """``arrayreg apply``'s library path: the chain collapsed into one DDF, then one fused warp."""
+    ddf = arrayreg.transforms_to_ddf(chain, image.shape[1:4], WORLD_AFFINE, WORLD_AFFINE)
+    return arrayreg.warp_image_ddf(image, ddf, boundary="constant")
+
+
+def sitk_world(sitk, image, field):
+    """The moving image and ``CompositeTransform([affine, field])`` (the field acts first) in SimpleITK."""
+    moving = sitk.GetImageFromArray(np.ascontiguousarray(image[0].transpose(2, 1, 0)))
+    vectors = sitk.GetImageFromArray(np.ascontiguousarray(field.transpose(2, 1, 0, 3), dtype=np.float64),
+                                     isVector=True)
+    matrix = world_matrix(image.shape[1:4])
+    affine = sitk.AffineTransform(3)
+    affine.SetMatrix(matrix[:3, :3].reshape(-1).tolist())
+    affine.SetTranslation(matrix[:3, 3].tolist())
+    return moving, sitk.CompositeTransform([affine, sitk.DisplacementFieldTransform(vectors)])
+
+
+def sitk_apply(sitk, moving, transform):
+    out = sitk.Resample(moving, moving, transform, sitk.sitkLinear, 0.0)
+    return sitk.GetArrayFromImage(out).transpose(2, 1, 0)
+
+
+def world_files(folder, image, field):
+    """W15's files: the moving image, the field (ITK NIfTI, 1007) and the affine (.mat), uncompressed."""
+    import nibabel
+
+    from ..io import write_transform
+
+    chain = world_chain(field, image.shape[1:4])
+    paths = SimpleNamespace(moving=os.path.join(folder, "moving.nii"), field=os.path.join(folder, "warp.nii"),
+                            affine=os.path.join(folder, "affine.mat"))
+    nibabel.save(nibabel.Nifti1Image(image[0], WORLD_AFFINE), paths.moving)
+    write_transform(paths.field, chain[0])
+    write_transform(paths.affine, chain[1])
+    return paths
+
+
+def arrayreg_apply_files(paths):
+    from ..io import load_nifti, read_transform
+
+    moving, image = load_nifti(paths.moving)
+    chain = read_transform(paths.field) + read_transform(paths.affine)
+    ddf = arrayreg.transforms_to_ddf(chain, moving.shape, image.affine, image.affine)
+    return arrayreg.warp_image_ddf(moving[None], ddf, boundary="constant")
+
+
+def sitk_apply_files(sitk, paths):
+    moving = sitk.ReadImage(paths.moving)
+    field = sitk.DisplacementFieldTransform(sitk.Cast(sitk.ReadImage(paths.field), sitk.sitkVectorFloat64))
+    return sitk_apply(sitk, moving, sitk.CompositeTransform([sitk.ReadTransform(paths.affine), field]))
+
+
+def ants_apply_files(ants, paths):
+    """``ants.apply_transforms`` with ``-t warp -t affine`` (``whichtoinvert`` always given)."""
+    moving = ants.image_read(paths.moving)
+    out = ants.apply_transforms(moving, moving, [paths.field, paths.affine], interpolator="linear",
+                                whichtoinvert=[False, False])
+    return out.numpy()
+
+
 # ---------------------------------------------------------------- workloads
-def workloads(size, peers):
-    torch, sitk = peers.torch, peers.sitk
+def workloads(size, peers, folder):
+    torch, sitk, ants = peers.torch, peers.sitk, peers.ants
     s = SIZES[size]
     rng = np.random.default_rng(0)
     w1_img = rng.standard_normal((1,) + s["w1"]).astype(np.float32)
@@ -261,6 +350,9 @@ def workloads(size, peers):
     w10_buffer = np.empty_like(w1_ddf)
     coarse_labels = rng.integers(0, 200, (1,) + tuple(n // 8 for n in s["w1"])).astype(np.uint16)
     labels = arrayreg.resize3d(coarse_labels, s["w1"], "nearest")
+    w14_chain = world_chain(w1_ddf[0], s["w1"])
+    w14_sitk = sitk_world(sitk, w1_img, w1_ddf[0]) if sitk else None
+    w15_files = world_files(folder, w1_img, w1_ddf[0])
 
     table = {
         f"W1 warp_image_ddf {(1,) + s['w1']}": dict(
@@ -383,6 +475,23 @@ def workloads(size, peers):
                     lambda: sitk_warp(sitk, w1_img, w1_ddf, sitk.sitkBSpline)),
             },
         ),
+        f"W14 apply a field + an affine in world space {(1,) + s['w1']}": dict(
+            touched=w1_img.nbytes * 2 + w1_ddf.nbytes * 2,
+            out_bytes=w1_img.nbytes,
+            impls={
+                "arrayreg transforms_to_ddf + warp_image_ddf": lambda: arrayreg_apply(w1_img, w14_chain)[0],
+                "SimpleITK Resample (CompositeTransform)": sitk and (lambda: sitk_apply(sitk, *w14_sitk)),
+            },
+        ),
+        f"W15 the same from files (.nii field, .mat, .nii image) {(1,) + s['w1']}": dict(
+            touched=w1_img.nbytes * 2 + w1_ddf.nbytes * 2,
+            out_bytes=w1_img.nbytes,
+            impls={
+                "arrayreg (read_transform, load_nifti, apply)": lambda: arrayreg_apply_files(w15_files)[0],
+                "SimpleITK (ReadImage, ReadTransform, Resample)": sitk and (lambda: sitk_apply_files(sitk, w15_files)),
+                "ANTs ants.apply_transforms (antspyx)": ants and (lambda: ants_apply_files(ants, w15_files)),
+            },
+        ),
     }
     return table
 
@@ -492,6 +601,34 @@ def latency(size):
     return warm, cold
 
 
+def measure(name, work, repeat, bandwidth):
+    """Time each implementation of one workload, print its table (and notes), return its results."""
+    floor_ms = work["touched"] / (bandwidth * 1e9) * 1e3
+    rows = []
+    reference = None
+    for impl, fn in work["impls"].items():
+        if not fn:
+            continue
+        ms = median_ms(fn, repeat)
+        extra = extra_memory_mb(fn, work["out_bytes"]) if not impl.startswith(("torch", "SimpleITK", "ANTs")) else None
+        result = np.asarray(fn(), dtype=np.float64)
+        reference = result if reference is None else reference
+        comparable = result.size == reference.size and "target's unit" not in impl
+        diff = float(np.abs(result.reshape(reference.shape) - reference).max()) if comparable else float("nan")
+        rows.append((impl, ms, extra, diff))
+    base = rows[0][1]
+    print(f"### {name}  (bandwidth floor {floor_ms:.2f} ms)\n")
+    print("| implementation | median ms | ratio (peer / arrayreg) | extra memory MB | max abs diff to arrayreg |")
+    print("|---|---|---|---|---|")
+    for impl, ms, extra, diff in rows:
+        extra_text = "-" if extra is None else f"{extra:.1f}"
+        print(f"| {impl} | {ms:.2f} | {ms / base:.2f} | {extra_text} | {diff:.1e} |")
+    print()
+    for note in work.get("notes", lambda: [])():
+        print(f"{note}\n")
+    return {"floor_ms": floor_ms, "rows": rows}
+
+
 def run(args):
     peers = load_peers()
     bandwidth = copy_bandwidth_gbs()
@@ -510,33 +647,10 @@ def run(args):
         print(f"BLAS: {'; '.join(blas) or 'unknown'}\n")
     except ImportError:
         print("BLAS: threadpoolctl not installed\n")
-    for name, work in workloads(args.size, peers).items():
-        if args.only and name.split()[0] not in args.only:
-            continue
-        floor_ms = work["touched"] / (bandwidth * 1e9) * 1e3
-        rows = []
-        reference = None
-        for impl, fn in work["impls"].items():
-            if not fn:
-                continue
-            ms = median_ms(fn, repeat)
-            extra = extra_memory_mb(fn, work["out_bytes"]) if not impl.startswith(("torch", "SimpleITK")) else None
-            result = np.asarray(fn(), dtype=np.float64)
-            reference = result if reference is None else reference
-            comparable = result.size == reference.size and "target's unit" not in impl
-            diff = float(np.abs(result.reshape(reference.shape) - reference).max()) if comparable else float("nan")
-            rows.append((impl, ms, extra, diff))
-        base = rows[0][1]
-        print(f"### {name}  (bandwidth floor {floor_ms:.2f} ms)\n")
-        print("| implementation | median ms | ratio (peer / arrayreg) | extra memory MB | max abs diff to arrayreg |")
-        print("|---|---|---|---|---|")
-        for impl, ms, extra, diff in rows:
-            extra_text = "-" if extra is None else f"{extra:.1f}"
-            print(f"| {impl} | {ms:.2f} | {ms / base:.2f} | {extra_text} | {diff:.1e} |")
-        print()
-        for note in work.get("notes", lambda: [])():
-            print(f"{note}\n")
-        results["workloads"][name] = {"floor_ms": floor_ms, "rows": rows}
+    with tempfile.TemporaryDirectory(prefix="arrayreg_bench_") as folder:  # W15's files
+        for name, work in workloads(args.size, peers, folder).items():
+            if not args.only or name.split()[0] in args.only:
+                results["workloads"][name] = measure(name, work, repeat, bandwidth)
     cp = cupy_with_device()
     if cp is not None:
         print_gpu_tables(cp, args.size, repeat, results, peers)
