@@ -350,3 +350,26 @@ def test_a_warped_image_never_inherits_a_vector_intent(files):
     out = files["tmp"] / "plain.nii.gz"
     assert run("warp", "-i", files["paths"]["image"], "-d", files["tmp"] / "intent_ddf.nii.gz", "-o", out) == 0
     assert int(nib.load(out).header["intent_code"]) == 0
+
+
+def test_the_readme_example_for_ants_files_runs_and_equals_apply(tmp_path, rng, monkeypatch):
+    """The Python block of README's "Using fields from ANTs, ITK and FSL", run on files named as there."""
+    from pathlib import Path
+
+    from arrayreg import io
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Using fields from ANTs, ITK and FSL", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    tilt = np.array([[0.9, 0.1, 0, -8], [-0.1, 1.2, 0.1, -9], [0, -0.1, 1.4, -7], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(np.zeros((12, 11, 10), np.float32), tilt), tmp_path / "fixed.nii.gz")
+    nib.save(nib.Nifti1Image(rng.standard_normal((13, 12, 11)).astype(np.float32), AFFINE), tmp_path / "moving.nii.gz")
+    field = io.FieldTransform(rng.uniform(-2, 2, (6, 6, 5, 3)), tilt @ np.diag([2.0, 2, 2, 1]))
+    io.write_transform(tmp_path / "sub1Warp.nii.gz", field)
+    io.write_transform(tmp_path / "sub0GenericAffine.mat", io.AffineTransform(np.diag([1.1, 0.9, 1.0, 1.0])))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert run("apply", "-i", "moving.nii.gz", "-r", "fixed.nii.gz", "-t", "sub1Warp.nii.gz", "-t",
+               "sub0GenericAffine.mat", "-o", "cli.nii.gz", "--output-field", "cli_field.nii.gz") == 0
+    np.testing.assert_array_equal(nib.load("warped.nii.gz").get_fdata(), nib.load("cli.nii.gz").get_fdata())
+    np.testing.assert_array_equal(nib.load("chain.nii.gz").get_fdata(), nib.load("cli_field.nii.gz").get_fdata())
