@@ -26,7 +26,9 @@ jacobian_point = _F.jacobian_point
 stencil = _F.stencil
 trilinear = _F.trilinear
 warp_grid_point = _F.warp_grid_point
-chain_point = _F.chain_point
+affine_point = _F.affine_point
+field_step = _F.field_step
+chain_end = _F.chain_end
 
 _JIT = dict(parallel=True, nogil=True, error_model="numpy")
 _CHUNK = 4096  # points per parallel task in the resample kernels
@@ -515,22 +517,42 @@ def jacobian3d(ddf, inv_steps, half, one, out):
                 dst[first + k] = jacobian_point(src, 3 * (first + k), pi, mi, hi, pj, mj, hj, pk, mk, hk, one)
 
 
+@njit(inline="always")
+def chain_row(i, j, start, kinds, matrices, fields, tables, finish, subtract, points, out):
+    """``formulas.chain_point`` for the voxels ``(i, j, k)`` of one row, one step at a time over the whole
+    row (the affine passes vectorise); ``points`` is ``(3, f3)`` float64 scratch, ``out`` the row's flat
+    ``3 * f3`` values."""
+    fi, fj = np.float64(i), np.float64(j)
+    for k in range(points.shape[1]):
+        points[0, k], points[1, k], points[2, k] = affine_point(start, fi, fj, np.float64(k))
+    for s in range(kinds.shape[0]):
+        m, table = matrices[s], tables[s]
+        if kinds[s] == 0:
+            for k in range(points.shape[1]):
+                points[0, k], points[1, k], points[2, k] = affine_point(m, points[0, k], points[1, k], points[2, k])
+        else:
+            for k in range(points.shape[1]):
+                points[0, k], points[1, k], points[2, k] = field_step(fields, table, m, points[0, k], points[1, k],
+                                                                      points[2, k])
+    for k in range(points.shape[1]):
+        out[3 * k], out[3 * k + 1], out[3 * k + 2] = chain_end(i, j, k, finish, subtract, points[0, k],
+                                                               points[1, k], points[2, k])
+
+
 @cached_njit(**_JIT)
 def chain3d(start, kinds, matrices, fields, tables, finish, subtract, out):
     """``out[b, i, j, k] = formulas.chain_point(i, j, k, ...)``: a chain of world transforms collapsed into
-    one field on the grid of ``out`` ``(batch, f1, f2, f3, 3)`` (every batch element the same), one pass."""
+    one field on the grid of ``out`` ``(batch, f1, f2, f3, 3)`` (every batch element the same), row by row
+    (:func:`chain_row`)."""
     n_batch, f1, f2, f3, _ = out.shape
     dst = out.reshape(-1)
     for t in prange(n_batch * f1):
         i = t - (t // f1) * f1
-        sample = np.empty(3, np.float64)
+        points = np.empty((3, f3), np.float64)
         for j in range(f2):
             first = 3 * (t * f2 + j) * f3
-            for k in range(f3):
-                d0, d1, d2 = chain_point(i, j, k, start, kinds, matrices, fields, tables, finish, subtract, sample)
-                dst[first + 3 * k] = d0
-                dst[first + 3 * k + 1] = d1
-                dst[first + 3 * k + 2] = d2
+            chain_row(i, j, start, kinds, matrices, fields, tables, finish, subtract, points,
+                      dst[first : first + 3 * f3])
 
 
 _LINES_PER_TASK = 256  # adjacent lines the prefilter filters together (one vector step per sample)

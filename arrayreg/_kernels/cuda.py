@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from numba import cuda, float64
+from numba import cuda
 
 from . import formulas
 from .device import SIMULATED_GPU, is_device_array, record_launch
@@ -167,8 +167,7 @@ def _chain3d(start, kinds, matrices, fields, tables, finish, subtract, f1, f2, f
         k = v % f3
         j = (v // f3) % f2
         i = (v // (f3 * f2)) % f1
-        sample = cuda.local.array(3, float64)
-        d0, d1, d2 = chain_point(i, j, k, start, kinds, matrices, fields, tables, finish, subtract, sample)
+        d0, d1, d2 = chain_point(i, j, k, start, kinds, matrices, fields, tables, finish, subtract)
         dst[3 * v] = d0
         dst[3 * v + 1] = d1
         dst[3 * v + 2] = d2

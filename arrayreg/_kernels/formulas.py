@@ -541,35 +541,60 @@ def build(jit, ceil, call=None):
                 m[2, 0] * x0 + m[2, 1] * x1 + m[2, 2] * x2 + m[2, 3])
 
     @jit
-    def chain_point(i, j, k, start, kinds, matrices, fields, tables, finish, subtract, sample):
+    def field_component(fields, c, a0, a1, b0, b1, c0, c1, wi, wj, wk, one):
+        """:func:`trilinear` of component ``c`` of a flat ``(n1, n2, n3, 3)`` field at the corners whose flat
+        offsets along the three axes are ``a0, a1``, ``b0, b1`` and ``c0, c1``."""
+        return trilinear(fields[a0 + b0 + c0 + c], fields[a1 + b0 + c0 + c], fields[a0 + b1 + c0 + c],
+                         fields[a1 + b1 + c0 + c], fields[a0 + b0 + c1 + c], fields[a1 + b0 + c1 + c],
+                         fields[a0 + b1 + c1 + c], fields[a1 + b1 + c1 + c], wi, wj, wk, one)
+
+    @jit
+    def field_step(fields, table, m, x0, x1, x2):
+        """``x + u(q)``, ``q = m @ [x, 1]`` the point in a field's voxels, ``u`` the field's vectors sampled as
+        ITK's ``DisplacementFieldTransform`` samples them: linearly with the edges clamped (:func:`linear_axis`,
+        :func:`trilinear`) where ``-1/2 <= q < n - 1/2`` on every axis, else 0 (NaN too).
+
+        ``table = (offset in fields, n1, n2, n3)``.
+        """
+        q0, q1, q2 = affine_point(m, x0, x1, x2)
+        n1, n2, n3 = table[1], table[2], table[3]
+        one = np.float64(1)
+        half = one / (one + one)
+        if not (q0 >= -half and q0 < n1 - half and q1 >= -half and q1 < n2 - half and q2 >= -half
+                and q2 < n3 - half):
+            return x0, x1, x2
+        i0, i1, wi = linear_axis(q0, np.float64(n1 - 1), one, False)
+        j0, j1, wj = linear_axis(q1, np.float64(n2 - 1), one, False)
+        k0, k1, wk = linear_axis(q2, np.float64(n3 - 1), one, False)
+        s2 = 3 * n3
+        s1 = n2 * s2
+        a0, a1 = table[0] + i0 * s1, table[0] + i1 * s1
+        b0, b1, c0, c1 = j0 * s2, j1 * s2, 3 * k0, 3 * k1
+        return (x0 + field_component(fields, 0, a0, a1, b0, b1, c0, c1, wi, wj, wk, one),
+                x1 + field_component(fields, 1, a0, a1, b0, b1, c0, c1, wi, wj, wk, one),
+                x2 + field_component(fields, 2, a0, a1, b0, b1, c0, c1, wi, wj, wk, one))
+
+    @jit
+    def chain_point(i, j, k, start, kinds, matrices, fields, tables, finish, subtract):
         """The displacement of reference voxel ``(i, j, k)`` through a chain of world transforms, in float64.
 
-        ``x = start @ [i, j, k, 1]`` (the voxel in world coordinates), then for each step ``s`` in order:
-        an affine (``kinds[s] == 0``) ``x = matrices[s] @ [x, 1]``; a field (``kinds[s] == 1``)
-        ``x = x + u_s(q)`` with ``q = matrices[s] @ [x, 1]`` the point in the field's voxels and ``u_s``
-        as ITK's ``DisplacementFieldTransform`` samples it: linearly with the edges clamped
-        (:func:`sample_point3`) where ``-1/2 <= q < n - 1/2`` on every axis, else 0 (NaN too);
-        ``tables[s] = (offset in fields, n1, n2, n3)``.
-        Returns ``finish @ [x, 1] - subtract @ [i, j, k, 1]``; ``sample`` is 3 float64 scratch values.
+        ``x = start @ [i, j, k, 1]`` (the voxel in world coordinates), then for each step ``s`` in order an
+        affine (``kinds[s] == 0``) ``x = matrices[s] @ [x, 1]`` or a field (``kinds[s] == 1``,
+        :func:`field_step` with ``matrices[s]`` and ``tables[s]``).  Returns
+        ``finish @ [x, 1] - subtract @ [i, j, k, 1]``.  The CPU kernel makes the same calls step by step
+        over a row of voxels, so both targets round alike.
         """
         x0, x1, x2 = affine_point(start, np.float64(i), np.float64(j), np.float64(k))
-        one = np.float64(1)
-        zero = one - one
         for s in range(kinds.shape[0]):
-            m = matrices[s]
             if kinds[s] == 0:
-                x0, x1, x2 = affine_point(m, x0, x1, x2)
-                continue
-            q0, q1, q2 = affine_point(m, x0, x1, x2)
-            n1, n2, n3 = tables[s, 1], tables[s, 2], tables[s, 3]
-            half = one / (one + one)
-            if not (q0 >= -half and q0 < n1 - half and q1 >= -half and q1 < n2 - half and q2 >= -half
-                    and q2 < n3 - half):
-                continue
-            top = (np.float64(n1 - 1), np.float64(n2 - 1), np.float64(n3 - 1))
-            sample_point3(fields, (n1, n2, n3, 3), tables[s, 0], q0, q1, q2, top, LINEAR, False, one, zero,
-                          (zero, zero, zero, zero), sample, 0)
-            x0, x1, x2 = x0 + sample[0], x1 + sample[1], x2 + sample[2]
+                x0, x1, x2 = affine_point(matrices[s], x0, x1, x2)
+            else:
+                x0, x1, x2 = field_step(fields, tables[s], matrices[s], x0, x1, x2)
+        return chain_end(i, j, k, finish, subtract, x0, x1, x2)
+
+    @jit
+    def chain_end(i, j, k, finish, subtract, x0, x1, x2):
+        """``finish @ [x, 1] - subtract @ [i, j, k, 1]``: the last step of :func:`chain_point`."""
         y0, y1, y2 = affine_point(finish, x0, x1, x2)
         p0, p1, p2 = affine_point(subtract, np.float64(i), np.float64(j), np.float64(k))
         return y0 - p0, y1 - p1, y2 - p2
@@ -592,4 +617,7 @@ def build(jit, ceil, call=None):
         stencil=stencil,
         jacobian_point=jacobian_point,
         chain_point=chain_point,
+        affine_point=affine_point,
+        field_step=field_step,
+        chain_end=chain_end,
     )

@@ -117,24 +117,43 @@ def _check_chain(transforms) -> list:
     return transforms
 
 
-def _chain_tables(transforms, xp):
-    """The kernel's chain: step kinds, ``(n, 3, 4)`` matrices, the fields concatenated and their tables."""
-    fields = [t.field for t in transforms if isinstance(t, FieldTransform)]
-    dtype = np.float64 if any(f.dtype == np.float64 for f in fields) else np.float32
-    kinds = np.zeros(len(transforms), np.int64)
-    matrices = np.zeros((len(transforms), 3, 4))
-    tables = np.zeros((len(transforms), 4), np.int64)
-    offset = 0
-    for s, transform in enumerate(transforms):
+def _steps(transforms, start, finish):
+    """The chain as kernel steps, with every run of affines multiplied into one matrix (float64) and the
+    runs at either end folded into ``start`` and ``finish``: ``(start, [(kind, matrix, field)], finish)``."""
+    steps, pending = [], np.eye(4)
+    for transform in transforms:
         if isinstance(transform, AffineTransform):
-            matrices[s] = transform.matrix[:3]
+            pending = transform.matrix @ pending
             continue
-        kinds[s] = FIELD_STEP
-        matrices[s] = (np.linalg.inv(transform.affine) @ LPS)[:3]  # LPS point -> field voxel
-        tables[s] = (offset,) + transform.field.shape[:3]
-        offset += transform.field.size
-    flat = xp.concatenate([xp.asarray(f, dtype=dtype).reshape(-1) for f in fields]) if fields else \
-        xp.zeros(3, dtype)
+        if steps:
+            steps.append((AFFINE_STEP, pending, None))
+        else:
+            start = pending @ start
+        pending = np.eye(4)
+        steps.append((FIELD_STEP, np.linalg.inv(transform.affine) @ LPS, transform.field))  # LPS -> field voxel
+    steps = [step for step in steps if not (step[0] == AFFINE_STEP and np.array_equal(step[1], np.eye(4)))]
+    return start, steps, finish @ pending
+
+
+def _chain_tables(steps, xp):
+    """The kernel's arrays: step kinds, ``(n, 3, 4)`` matrices, the fields as one flat array (a single
+    C-contiguous field is used as it is) and each field's ``(offset, n1, n2, n3)``."""
+    fields = [field for _, _, field in steps if field is not None]
+    dtype = np.float64 if any(f.dtype == np.float64 for f in fields) else np.float32
+    kinds = np.array([kind for kind, _, _ in steps], np.int64)
+    matrices = np.array([matrix[:3] for _, matrix, _ in steps], np.float64).reshape(len(steps), 3, 4)
+    tables = np.zeros((len(steps), 4), np.int64)
+    offset = 0
+    for s, (_, _, field) in enumerate(steps):
+        if field is not None:
+            tables[s] = (offset,) + field.shape[:3]
+            offset += field.size
+    if not fields:
+        flat = xp.zeros(3, dtype)
+    elif len(fields) == 1:
+        flat = xp.ascontiguousarray(fields[0], dtype=dtype).reshape(-1)
+    else:
+        flat = xp.concatenate([xp.asarray(f, dtype=dtype).reshape(-1) for f in fields])
     return xp.asarray(kinds), xp.asarray(matrices), flat, xp.asarray(tables)
 
 
@@ -147,10 +166,10 @@ def _collapse(transforms, reference_shape, reference_affine, finish, subtract, d
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64; got {dtype}")
-    start = (LPS @ reference_affine)[:3]
-    kinds, matrices, fields, tables = _chain_tables(transforms, xp)
+    start, steps, finish = _steps(transforms, LPS @ reference_affine, finish)
+    kinds, matrices, fields, tables = _chain_tables(steps, xp)
     out = xp.empty((1,) + shape + (3,), dtype=dtype)
-    backend.kernels.chain3d(xp.asarray(start), kinds, matrices, fields, tables, xp.asarray(finish[:3]),
+    backend.kernels.chain3d(xp.asarray(start[:3]), kinds, matrices, fields, tables, xp.asarray(finish[:3]),
                             xp.asarray(subtract[:3]), out)
     return out
 
