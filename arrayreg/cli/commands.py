@@ -71,15 +71,15 @@ def cmd_apply(args) -> None:
     if args.output_field:
         io.write_transform(Path(args.output_field), io.transforms_to_field(chain, shape, reference.affine))
         print(f"wrote {args.output_field}")
-    ddfs = {}  # one composed DDF per moving grid: images of one grid share it
+    ddf, ddf_affine = None, None  # the composed DDF of the last moving grid: consecutive images of one grid share it
     targets = _targets(args.image, args.out, "warped.nii.gz")
     for path, target in _progress(list(zip(args.image, targets)), "apply", len(targets) > 1):
         data, image = _load_image(path)
-        key = image.affine.tobytes()
-        if key not in ddfs:
-            ddfs = {key: io.transforms_to_ddf(chain, shape, reference.affine, image.affine)}
-        warped = warp_image_ddf(xp.asarray(data[None]), xp.asarray(ddfs[key]), interpolation=args.interpolation,
-                                boundary="constant", fill_value=args.fill_value)
+        if ddf_affine is None or not np.array_equal(image.affine, ddf_affine):
+            ddf_affine = image.affine
+            ddf = xp.asarray(io.transforms_to_ddf(chain, shape, reference.affine, ddf_affine))
+        warped = warp_image_ddf(xp.asarray(data[None]), ddf, interpolation=args.interpolation, boundary="constant",
+                                fill_value=args.fill_value)
         io.save_nifti(target, to_host(warped)[0], like=reference)
         print(f"wrote {target}")
 

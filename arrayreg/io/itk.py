@@ -22,15 +22,13 @@ first), and :func:`write_transform` writes a ``-t``-ordered list back as ITK's.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .nifti import NiftiError, _nibabel, load_nifti
-from .world import LPS, AffineTransform, FieldTransform, check_affine
+from .nifti import NiftiError, _nibabel, load_nifti, write_atomically
+from .world import LPS, AffineTransform, FieldTransform, check_affine, ddf_to_world_field
 
 AFFINE_NAMES = re.compile(r"^(AffineTransform|MatrixOffsetTransformBase)_(double|float)_3_3$")
 FIELD_NAMES = re.compile(r"^DisplacementFieldTransform_(double|float)_3_3$")
@@ -73,13 +71,12 @@ def read_transform(path, *, voxel_ddf: bool = False) -> list:
     if not path.is_file():
         raise TransformFileError(f"{path}: no such file")
     suffix = _suffix(path)
-    readers = {".nii": _read_nifti_field, ".nii.gz": _read_nifti_field, ".mat": _read_mat, ".txt": _read_text,
-               ".tfm": _read_text, ".h5": _read_h5, ".hdf5": _read_h5}
-    if suffix not in readers:
-        raise TransformFileError(f"{path}: unknown transform file type {suffix!r}; expected one of "
-                                 f"{', '.join(readers)}")
-    if suffix.startswith(".nii"):
+    if suffix in (".nii", ".nii.gz"):
         return [_read_nifti_field(path, voxel_ddf)]
+    readers = {".mat": _read_mat, ".txt": _read_text, ".tfm": _read_text, ".h5": _read_h5, ".hdf5": _read_h5}
+    if suffix not in readers:
+        raise TransformFileError(f"{path}: unknown transform file type {suffix!r}; expected one of .nii, "
+                                 f".nii.gz, {', '.join(readers)}")
     return readers[suffix](path)
 
 
@@ -110,8 +107,6 @@ def _read_nifti_field(path: Path, voxel_ddf: bool) -> FieldTransform:
         raise TransformFileError(f"{path}: no vector intent, so voxels cannot be told from millimetres; if it is a "
                                  "voxel DDF (DeepReg, voxelmorph) pass voxel_ddf=True, or warp with "
                                  "`arrayreg warp -d`")
-    from .world import ddf_to_world_field
-
     return ddf_to_world_field(field, affine, affine)
 
 
@@ -227,24 +222,12 @@ def write_transform(path, transforms) -> None:
     if suffix == ".mat":
         if len(chain) != 1:
             raise ValueError(f"{path}: a .mat file holds one affine; got {len(chain)} transforms")
-        return _atomic(path, lambda name: _write_mat(name, chain[0]))
+        return write_atomically(path, lambda name: _write_mat(name, chain[0]))
     if suffix in (".txt", ".tfm"):
-        return _atomic(path, lambda name: Path(name).write_text(_text_of(chain)))
+        return write_atomically(path, lambda name: Path(name).write_text(_text_of(chain)))
     if suffix in (".h5", ".hdf5"):
-        return _atomic(path, lambda name: _write_h5(name, chain))
+        return write_atomically(path, lambda name: _write_h5(name, chain))
     raise ValueError(f"{path}: unknown transform file type {suffix!r}; expected .nii.gz, .mat, .txt, .tfm or .h5")
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_suffix(path))
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _write_nifti_field(path: Path, transform: FieldTransform) -> None:

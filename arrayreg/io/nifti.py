@@ -126,8 +126,6 @@ def save_nifti(path, data: np.ndarray, like=None, *, intent="none") -> None:
         SimpleITK and ANTs would read as a one-component vector image.
     """
     nib = _nibabel()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if like is not None:
         header = like.header.copy()
         header.set_data_dtype(data.dtype)
@@ -135,11 +133,19 @@ def save_nifti(path, data: np.ndarray, like=None, *, intent="none") -> None:
     else:
         image = nib.Nifti1Image(data, np.eye(4))
     image.header.set_intent(intent)
+    write_atomically(path, lambda temporary: nib.save(image, temporary))
+
+
+def write_atomically(path, write) -> None:
+    """``write(temporary)`` to a temporary file beside ``path`` (same suffix), then rename it into place with
+    the usual permissions; on any failure the temporary file is removed.  Missing folders are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(handle)
     try:
-        nib.save(image, temporary)
+        write(temporary)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
