@@ -19,7 +19,8 @@ sample_point2 = _F.sample_point2
 sample_point3 = _F.sample_point3
 label_vote = _F.label_vote
 cubic_axis = _F.cubic_axis
-taps16 = _F.taps16
+taps64 = _F.taps64
+spline_rest = _F.spline_rest
 spline_line = _F.spline_line
 tf_lerp = _F.tf_lerp
 jacobian_point = _F.jacobian_point
@@ -337,16 +338,12 @@ def cubic_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, co
             for ch in range(n_ch):
                 out[k * n_ch + ch] = outside
             continue
-        wi0, wi1, wi2, wi3 = weights[0, k], weights[1, k], weights[2, k], weights[3, k]
+        wi = (weights[0, k], weights[1, k], weights[2, k], weights[3, k])
         wj = (weights[4, k], weights[5, k], weights[6, k], weights[7, k])
         wk = (weights[8, k], weights[9, k], weights[10, k], weights[11, k])
-        rest = one - (wi0 + wi1 + wi2 + wi3) * (wj[0] + wj[1] + wj[2] + wj[3]) * (wk[0] + wk[1] + wk[2] + wk[3])
+        rest = spline_rest(wi, wj, wk, one)
         for ch in range(n_ch):
-            offset = first + ch
-            value = ((wi0 * taps16(src, offset, s2, n_ch, 4, 4, wj, wk)
-                      + wi1 * taps16(src, offset + s1, s2, n_ch, 4, 4, wj, wk))
-                     + (wi2 * taps16(src, offset + 2 * s1, s2, n_ch, 4, 4, wj, wk)
-                        + wi3 * taps16(src, offset + 3 * s1, s2, n_ch, 4, 4, wj, wk)))
+            value = taps64(src, first + ch, s1, s2, n_ch, 4, 4, 4, wi, wj, wk)
             if constant:
                 value += outside * rest
             out[k * n_ch + ch] = value

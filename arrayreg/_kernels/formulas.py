@@ -320,6 +320,29 @@ def build(jit, ceil, call=None):
             value += wj[2] * taps4(src, offset + 2 * s2, s3, n3, wk[0], wk[1], wk[2], wk[3])
         return value
 
+    @jit
+    def taps64(src, offset, s1, s2, s3, n1, n2, n3, wi, wj, wk):
+        """The ``n1 x n2 x n3`` taps (each 1 to 4) from ``src[offset]``: ``sum_a wi[a] * taps16(plane a)``,
+        4 planes summed as a tree."""
+        p0 = taps16(src, offset, s2, s3, n2, n3, wj, wk)
+        if n1 == 4:
+            p1 = taps16(src, offset + s1, s2, s3, n2, n3, wj, wk)
+            p2 = taps16(src, offset + 2 * s1, s2, s3, n2, n3, wj, wk)
+            p3 = taps16(src, offset + 3 * s1, s2, s3, n2, n3, wj, wk)
+            return (wi[0] * p0 + wi[1] * p1) + (wi[2] * p2 + wi[3] * p3)
+        value = wi[0] * p0
+        if n1 > 1:
+            value += wi[1] * taps16(src, offset + s1, s2, s3, n2, n3, wj, wk)
+        if n1 > 2:
+            value += wi[2] * taps16(src, offset + 2 * s1, s2, s3, n2, n3, wj, wk)
+        return value
+
+    @jit
+    def spline_rest(wi, wj, wk, one):
+        """``1 - Wi Wj Wk`` (``W`` the sum of an axis's 4 weights): the weight of the fill value (``constant``)."""
+        return one - (wi[0] + wi[1] + wi[2] + wi[3]) * (wj[0] + wj[1] + wj[2] + wj[3]) * (wk[0] + wk[1] + wk[2]
+                                                                                          + wk[3])
+
     @call
     def cubic_point3(src, dims, base, x, y, z, top, constant, one, outside, spline, dst, dst_base):
         """Cubic B-spline value at ``(x, y, z)`` of the coefficients ``src`` (flat, laid out as
@@ -339,21 +362,10 @@ def build(jit, ceil, call=None):
         sk, wk0, wk1, wk2, wk3 = cubic_axis(z, d3, top[2], spline, one, constant)
         wj, wk = (wj0, wj1, wj2, wj3), (wk0, wk1, wk2, wk3)
         n1, n2, n3 = min(d1, 4), min(d2, 4), min(d3, 4)
-        rest = one - (wi0 + wi1 + wi2 + wi3) * (wj0 + wj1 + wj2 + wj3) * (wk0 + wk1 + wk2 + wk3)
+        wi = (wi0, wi1, wi2, wi3)
+        rest = spline_rest(wi, wj, wk, one)
         for ch in range(n_ch):
-            offset = base + si * s1 + sj * s2 + sk * s3 + ch
-            p0 = taps16(src, offset, s2, s3, n2, n3, wj, wk)
-            if n1 == 4:
-                p1 = taps16(src, offset + s1, s2, s3, n2, n3, wj, wk)
-                p2 = taps16(src, offset + 2 * s1, s2, s3, n2, n3, wj, wk)
-                p3 = taps16(src, offset + 3 * s1, s2, s3, n2, n3, wj, wk)
-                value = (wi0 * p0 + wi1 * p1) + (wi2 * p2 + wi3 * p3)
-            else:
-                value = wi0 * p0
-                if n1 > 1:
-                    value += wi1 * taps16(src, offset + s1, s2, s3, n2, n3, wj, wk)
-                if n1 > 2:
-                    value += wi2 * taps16(src, offset + 2 * s1, s2, s3, n2, n3, wj, wk)
+            value = taps64(src, base + si * s1 + sj * s2 + sk * s3 + ch, s1, s2, s3, n1, n2, n3, wi, wj, wk)
             if constant:
                 value += outside * rest
             dst[dst_base + ch] = value
@@ -610,7 +622,8 @@ def build(jit, ceil, call=None):
         label_vote=label_vote,
         spline_line=spline_line,
         cubic_axis=cubic_axis,
-        taps16=taps16,
+        taps64=taps64,
+        spline_rest=spline_rest,
         sample_point2=sample_point2,
         warp_grid_point=warp_grid_point,
         resize_point_linear=resize_point_linear,
