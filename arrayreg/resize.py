@@ -101,16 +101,43 @@ def resize3d(image, size, method: str = "bilinear"):
     if spatial == size:
         return image
     validate.check_spatial_nonempty(spatial, "image")
-    volume = image.reshape((1,) * (image.ndim == 3) + image.shape + (1,) * (image.ndim != 5))
     out_dtype = value_dtype(image, compute_dtype(image), nearest=method == "nearest")
+    tables = [axis_tables(n_in, n_out, method, out_dtype, xp) for n_in, n_out in zip(spatial, size)]
+    return resize_with_tables(image, tables, method, out_dtype)
+
+
+def axis_tables(in_size: int, out_size: int, method: str, dtype, xp=np) -> tuple:
+    """One axis's table: ``(index,)`` for nearest, ``(lo, hi, t)`` for bilinear (weights in ``dtype``)."""
+    if method == "nearest":
+        return (nearest_table(in_size, out_size, xp),)
+    return linear_table(in_size, out_size, dtype, xp)
+
+
+def shifted_tables(table: tuple, start: int, stop: int) -> tuple:
+    """Outputs ``start:stop`` of an axis table, read from a box of the input: ``(box_start, box_stop,
+    table)`` with the indices of the table relative to ``box_start`` (a block of a chunked resize)."""
+    part = [t[start:stop] for t in table]
+    indices = part[:2] if len(part) == 3 else part
+    first, last = int(min(i.min() for i in indices)), int(max(i.max() for i in indices))
+    return first, last + 1, tuple(t - first for t in indices) + tuple(part[2:])
+
+
+def resize_with_tables(image, tables, method: str, out_dtype):
+    """The resize kernel with explicit per-axis tables (:func:`axis_tables`), on ``image``'s backend.
+
+    ``image`` is ``(d1, d2, d3)``, ``(batch, d1, d2, d3)`` or ``(batch, d1, d2, d3, ch)``; the output has
+    the tables' lengths as its spatial size.
+    """
+    backend = backend_of(image=image)
+    xp = backend.xp
+    tables = [tuple(xp.asarray(t) for t in table) for table in tables]
+    size = tuple(len(table[0]) for table in tables)
+    volume = image.reshape((1,) * (image.ndim == 3) + image.shape + (1,) * (image.ndim != 5))
     out = xp.empty(volume.shape[:1] + size + volume.shape[-1:], dtype=out_dtype)
     if out.size:
         source = kernel_array(volume, out.dtype, xp)
         if method == "nearest":
-            tables = [nearest_table(n_in, n_out, xp) for n_in, n_out in zip(spatial, size)]
-            backend.kernels.resize3d_nearest(source, *tables, out)
+            backend.kernels.resize3d_nearest(source, *(t for table in tables for t in table), out)
         else:
-            tables = [t for n_in, n_out in zip(spatial, size) for t in linear_table(n_in, n_out, out.dtype, xp)]
-            backend.kernels.resize3d_linear(source, *tables, out)
+            backend.kernels.resize3d_linear(source, *(t for table in tables for t in table), out)
     return out.reshape(size if image.ndim == 3 else image.shape[:1] + size + image.shape[4:])
-

@@ -211,9 +211,21 @@ def transforms_to_ddf(transforms, reference_shape, reference_affine, moving_affi
     >>> transforms_to_ddf([shift], (2, 2, 2), affine, affine)[0, 0, 0, 0]
     array([-1.,  0.,  0.], dtype=float32)
     """
-    reference_affine = check_affine(reference_affine, "reference_affine")
+    return transforms_to_ddf_block(transforms, reference_shape, reference_affine, moving_affine, (0, 0, 0),
+                                   dtype=dtype)
+
+
+def transforms_to_ddf_block(transforms, block_shape, reference_affine, moving_affine, origin, *, dtype=np.float32):
+    """The block of :func:`transforms_to_ddf` whose first voxel is ``origin`` (a block of a chunked DDF).
+
+    The block's grid has the affine ``A @ T(origin)``, ``T`` a translation, and ``p + origin`` is
+    subtracted from its points, so the values are the whole grid's up to that matrix product's rounding.
+    """
+    shift = np.eye(4)
+    shift[:3, 3] = origin
+    reference_affine = check_affine(reference_affine, "reference_affine") @ shift
     finish = np.linalg.inv(check_affine(moving_affine, "moving_affine")) @ LPS
-    return _collapse(transforms, reference_shape, reference_affine, finish, np.eye(4), dtype)
+    return _collapse(transforms, block_shape, reference_affine, finish, shift, dtype)
 
 
 def transforms_to_field(transforms, reference_shape, reference_affine, *, dtype=np.float32) -> FieldTransform:
