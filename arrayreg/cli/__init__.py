@@ -31,11 +31,14 @@ EXAMPLES = {
     "warp": """examples:
   arrayreg warp -i moving.nii.gz -d ddf.nii.gz -o warped.nii.gz
   arrayreg warp -i labels.nii.gz -d ddf.nii.gz -o warped_labels.nii.gz --interpolation label
-  arrayreg warp -i a.nii.gz -i b.nii.gz -d ddf.nii.gz -o out_dir/   # several images: --out is a folder""",
+  arrayreg warp -i a.nii.gz -i b.nii.gz -d ddf.nii.gz -o out_dir/   # several images: --out is a folder
+  arrayreg warp -i big.zarr -d ddf.zarr -o warped.zarr --memory-limit 2GiB   # chunked, on dask.distributed
+  arrayreg warp -i big.zarr -d ddf.zarr -o warped.zarr --scheduler tcp://scheduler:8786""",
     "apply": """examples:
   arrayreg apply -i moving.nii.gz -r fixed.nii.gz -t sub1Warp.nii.gz -t sub0GenericAffine.mat -o warped.nii.gz
   arrayreg apply -i fixed.nii.gz -r moving.nii.gz -t [sub0GenericAffine.mat,1] -t sub1InverseWarp.nii.gz
   arrayreg apply -i labels.nii.gz -r fixed.nii.gz -t chain.h5 --interpolation label --output-field field.nii.gz
+  arrayreg apply -i big.zarr -r fixed.nii.gz -t sub1Warp.nii.gz -o warped.zarr   # stores carry attrs['affine']
 
   -t order is antsApplyTransforms': a reference point goes through the first -t first, so
   '-t warp -t affine' maps x to affine(x + u(x)); [file,1] puts the inverse of an affine in its place.""",
@@ -96,6 +99,7 @@ Run 'arrayreg COMMAND --help' for the examples of each command.""",
                            "cubic: B-spline with prefilter")
     warp.add_argument("--boundary", choices=["clamp", "constant"], default="clamp")
     warp.add_argument("--fill-value", type=float, default=0.0, help="value outside the image with --boundary constant")
+    _add_dask_options(warp)
 
     apply = command("apply", "resample images through ITK/ANTs transforms in world space (antsApplyTransforms' "
                     "flags)", cmd_apply)
@@ -111,6 +115,7 @@ Run 'arrayreg COMMAND --help' for the examples of each command.""",
     apply.add_argument("--output-field", metavar="FIELD",
                        help="also write the composed chain as one ITK/ANTs field (1007, LPS mm) on the reference "
                             "grid, as antsApplyTransforms -o [FIELD,1] does")
+    _add_dask_options(apply)
 
     integrate = command("integrate", "integrate a velocity field (DVF) into a DDF by scaling and squaring",
                         cmd_integrate)
@@ -160,6 +165,15 @@ def _exit_on_sigterm() -> None:
     """SIGTERM ends the command like SIGINT does, through the clean-up of a write in progress (exit 143)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def _add_dask_options(parser) -> None:
+    """The options of the zarr path (any -i, -d, -r or -o ending in .zarr runs on dask.distributed)."""
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="with .zarr paths: the dask.distributed scheduler to use (default: a LocalCluster "
+                             "with one worker per core)")
+    parser.add_argument("--memory-limit", metavar="LIMIT",
+                        help="with .zarr paths: memory per LocalCluster worker, e.g. 1GiB (default: dask's auto)")
 
 
 def main(argv=None) -> int:

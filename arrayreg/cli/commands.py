@@ -15,6 +15,8 @@ import numpy as np
 
 from .. import io
 from .._backend import array_module, to_host
+from ..io.chunked import is_zarr_path
+from . import chunked
 
 
 class CommandError(Exception):
@@ -29,7 +31,7 @@ def _output_path(out: str, default_name: str) -> Path:
     if out == "-":
         raise CommandError("--out - (standard output) is not supported: NIfTI needs a file; "
                            "give a path ending in .nii or .nii.gz")
-    if not (out.endswith(".nii") or out.endswith(".nii.gz")):
+    if not (out.endswith(".nii") or out.endswith(".nii.gz") or is_zarr_path(out)):
         target = Path(os.path.dirname(out)) / default_name
         print(f"arrayreg: --out should end with .nii or .nii.gz; writing {target}", file=sys.stderr)
         return target
@@ -47,10 +49,13 @@ def _load_image(path):
 def cmd_warp(args) -> None:
     from .. import warp_image_ddf
 
+    targets = _targets(args.image, args.out, _default_name(args.image))
+    if chunked.uses_zarr(args.ddf, *args.image, *targets):
+        chunked.warp(args, targets)
+        return
     xp = array_module(args.device)
     ddf, ddf_image = io.load_ddf(args.ddf)
     ddf = xp.asarray(ddf[None])
-    targets = _targets(args.image, args.out, "warped.nii.gz")
     for path, target in _progress(list(zip(args.image, targets)), "warp", len(targets) > 1):
         data, _ = _load_image(path)
         warped = warp_image_ddf(xp.asarray(data[None]), ddf, interpolation=args.interpolation, boundary=args.boundary,
@@ -63,6 +68,10 @@ def cmd_apply(args) -> None:
     from .. import warp_image_ddf
     from ..io import FieldTransform
 
+    targets = _targets(args.image, args.out, _default_name(args.image))
+    if chunked.uses_zarr(args.reference, *args.image, *targets):
+        chunked.apply(args, [t for spec in args.transform for t in _read_t_option(spec)], targets)
+        return
     xp = array_module(args.device)
     reference = _load_header(args.reference)
     shape = reference.shape[:3]
@@ -72,7 +81,6 @@ def cmd_apply(args) -> None:
         io.write_transform(Path(args.output_field), io.transforms_to_field(chain, shape, reference.affine))
         print(f"wrote {args.output_field}")
     ddf, ddf_affine = None, None  # the composed DDF of the last moving grid: consecutive images of one grid share it
-    targets = _targets(args.image, args.out, "warped.nii.gz")
     for path, target in _progress(list(zip(args.image, targets)), "apply", len(targets) > 1):
         data, image = _load_image(path)
         if ddf_affine is None or not np.array_equal(image.affine, ddf_affine):
@@ -106,6 +114,11 @@ def _load_header(path):
     if len(image.shape) < 3:
         raise CommandError(f"{path}: a reference image must be 3-D; got shape {image.shape}")
     return image
+
+
+def _default_name(images) -> str:
+    """``warped.zarr`` when the (first) image is a zarr store, ``warped.nii.gz`` otherwise."""
+    return "warped.zarr" if is_zarr_path(images[0]) else "warped.nii.gz"
 
 
 def _targets(images, out, default_name) -> list:

@@ -1,0 +1,67 @@
+"""Zarr stores as dask arrays: one array at the store's root, shaped like the NIfTI data.
+
+An image store holds ``(m1, m2, m3)`` or ``(m1, m2, m3, ch)``, a DDF store
+``(f1, f2, f3, 3)`` in voxels, with no batch axis.  The store's attribute
+``"affine"`` (a 4x4 list, NIfTI's vox-to-RAS matrix), when present, gives the
+grid; arrayreg writes it on every store it writes.  Zarr v3 stores are written;
+v2 stores are read as well.  Needs ``pip install -e ".[dask]"``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class ZarrError(ValueError):
+    """A store that is not what the caller asked for."""
+
+
+def is_zarr_path(path) -> bool:
+    """True for a path ending in ``.zarr`` (a store), with or without a trailing slash."""
+    return str(path).rstrip("/").endswith(".zarr")
+
+
+def open_zarr(path, kind: str = "image"):
+    """The array at the root of the store ``path`` as ``(dask_array, affine)``.
+
+    ``kind`` is ``"image"`` (3 or 4 axes) or ``"ddf"`` (4 axes, the last of length 3).  ``affine`` is the
+    store's ``"affine"`` attribute as a float64 (4, 4) array, or None.
+    """
+    import dask.array as da
+    import zarr
+
+    try:
+        store = zarr.open_array(str(path), mode="r")
+    except Exception as error:  # zarr raises several types for a missing or wrong store
+        raise ZarrError(f"{path}: not a zarr store with one array at its root ({error})") from error
+    shape = store.shape
+    if kind == "ddf" and not (len(shape) == 4 and shape[-1] == 3):
+        raise ZarrError(f"{path}: a DDF store must hold (f1, f2, f3, 3) in voxels; got {shape}")
+    if kind == "image" and len(shape) not in (3, 4):
+        raise ZarrError(f"{path}: an image store must hold (m1, m2, m3) or (m1, m2, m3, ch); got {shape}")
+    affine = store.attrs.get("affine")
+    if affine is not None:
+        affine = np.asarray(affine, dtype=np.float64)
+        if affine.shape != (4, 4):
+            raise ZarrError(f"{path}: the 'affine' attribute must be a 4x4 matrix; got shape {affine.shape}")
+    return da.from_zarr(store), affine
+
+
+def to_zarr(path, array, affine=None, chunks=None):
+    """A lazy write of the dask ``array`` to a new zarr v3 store at ``path`` (a ``dask.delayed``).
+
+    ``chunks`` are the store's chunks (default: the array's, which must then be regular but for the last
+    block of each axis); ``affine``
+    becomes the ``"affine"`` attribute.  Compute the result to write.
+    """
+    import dask.array as da
+    import zarr
+
+    if chunks is not None:
+        array = array.rechunk(chunks)
+    store = zarr.create_array(str(path), shape=array.shape, chunks=tuple(c[0] for c in array.chunks),
+                              dtype=array.dtype, overwrite=True, zarr_format=3)
+    if affine is not None:
+        store.attrs["affine"] = np.asarray(affine, dtype=np.float64).tolist()
+    # each block is exactly one chunk of the store (regular chunks), so the blocks write without a lock
+    return da.store(array, store, lock=False, compute=False)

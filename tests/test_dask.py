@@ -1,0 +1,180 @@
+"""arrayreg.dask against the in-memory functions (themselves checked against scipy and DeepReg elsewhere)."""
+
+import numpy as np
+import pytest
+
+import arrayreg
+from arrayreg.io import AffineTransform, FieldTransform
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+chunked = pytest.importorskip("arrayreg.dask")
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    """A dask.distributed cluster in this process with 2 workers (tasks and results still pickled)."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
+        with distributed.Client(c, set_as_default=False) as client:
+            yield client
+
+
+def far_reaching_ddf(rng, shape, batch=2):
+    """Displacements of a few voxels, with a slab pointing far outside, NaN and inf voxels."""
+    ddf = rng.uniform(-3, 3, (batch,) + shape + (3,)).astype(np.float32)
+    ddf[:, : shape[0] // 3, ..., 1] += 40.0
+    ddf[0, -1, -1, -1] = np.nan
+    ddf[-1, 0, 0, 0, 2] = -np.inf
+    ddf[-1, 1, 0, 0] = 1e30
+    return ddf
+
+
+CHUNKINGS = [(1, 1, 1, 1, 3), (1, 2, 3, 4, 3), (2, 5, 7, 3, 3)]
+
+
+@pytest.mark.parametrize("chunks", CHUNKINGS)
+@pytest.mark.parametrize("boundary", ["clamp", "constant"])
+@pytest.mark.parametrize("interpolation", ["linear", "nearest", "cubic"])
+@pytest.mark.parametrize("channels", [None, 3])
+def test_warp_equals_the_in_memory_warp(rng, chunks, boundary, interpolation, channels):
+    image = rng.standard_normal((2, 9, 8, 7) + ((channels,) if channels else ())).astype(np.float32)
+    ddf = far_reaching_ddf(rng, (5, 7, 3))
+    keywords = {"interpolation": interpolation, "boundary": boundary, "fill_value": 0.25}
+    want = arrayreg.warp_image_ddf(image, ddf, **keywords)
+    lazy = chunked.warp_image_ddf(da.from_array(image, (1, 4, 3, 5) + image.shape[4:]), da.from_array(ddf, chunks),
+                                  **keywords)
+    assert lazy.chunks[:4] == da.from_array(ddf, chunks).chunks[:4]
+    got = lazy.compute(scheduler="threads")
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if interpolation == "cubic":  # each box prefiltered on its own
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.ptp(image))
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+def test_cubic_boxes_inside_a_larger_image_stay_within_1e6(rng):
+    image = rng.standard_normal((1, 48, 40, 44)).astype(np.float32)
+    ddf = rng.uniform(-2, 2, (1, 32, 32, 32, 3)).astype(np.float32)
+    want = arrayreg.warp_image_ddf(image, ddf, interpolation="cubic")
+    got = chunked.warp_image_ddf(da.from_array(image, 8), da.from_array(ddf, (1, 8, 8, 8, 3)),
+                                 interpolation="cubic").compute()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.ptp(image))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32])
+def test_label_warp_is_bitwise_and_reads_only_each_box(rng, dtype):
+    labels = rng.integers(0, 6, (1, 12, 11, 10)).astype(dtype)
+    ddf = rng.uniform(-1.5, 1.5, (1, 12, 11, 10, 3)).astype(np.float32)
+    image = da.from_array(labels, 3)
+    lazy = chunked.warp_image_ddf(image, da.from_array(ddf, (1, 3, 3, 3, 3)), interpolation="label")
+    np.testing.assert_array_equal(lazy.compute(), arrayreg.warp_image_ddf(labels, ddf, interpolation="label"))
+    # displacements under 2 voxels never need the far side of the image: a block's task reads a few chunks
+    graph = lazy.__dask_graph__()
+    image_keys = {k for k in graph if isinstance(k, tuple) and k[0] == image.name}
+    first_block_reads = graph.get_all_dependencies()[(lazy.name, 0, 0, 0, 0)] & image_keys
+    assert 0 < len(first_block_reads) <= 8 < len(image_keys)
+
+
+def test_float64_and_grid_ref(rng):
+    image = rng.standard_normal((1, 8, 9, 10, 2))
+    ddf = rng.uniform(-2, 2, (1, 6, 5, 4, 3))
+    grid = (arrayreg.get_reference_grid((6, 5, 4))[None] * 1.3).astype(np.float64)
+    want = arrayreg.warp_image_ddf(image, ddf, grid)
+    got = chunked.warp_image_ddf(da.from_array(image, 4), da.from_array(ddf, (1, 2, 2, 2, 3)), grid).compute()
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, want)
+
+
+def test_all_nan_and_all_outside_blocks(rng):
+    image = rng.standard_normal((1, 6, 6, 6)).astype(np.float32)
+    ddf = np.full((1, 4, 4, 4, 3), np.nan, np.float32)
+    ddf[:, 2:] = 1e6
+    for boundary in ("clamp", "constant"):
+        want = arrayreg.warp_image_ddf(image, ddf, boundary=boundary, fill_value=7.0)
+        got = chunked.warp_image_ddf(da.from_array(image, 3), da.from_array(ddf, (1, 2, 2, 2, 3)), boundary=boundary,
+                                     fill_value=7.0).compute()
+        np.testing.assert_array_equal(got, want)
+
+
+def test_bad_input_is_named():
+    image = da.zeros((1, 4, 4, 4), chunks=2)
+    with pytest.raises(ValueError, match="ddf shape"):
+        chunked.warp_image_ddf(image, da.zeros((1, 4, 4, 4, 2), chunks=2))
+    with pytest.raises(ValueError, match="batch size"):
+        chunked.warp_image_ddf(image, da.zeros((2, 4, 4, 4, 3), chunks=2))
+    with pytest.raises(ValueError, match="interpolation"):
+        chunked.warp_image_ddf(image, da.zeros((1, 4, 4, 4, 3), chunks=2), interpolation="spline")
+    with pytest.raises(TypeError, match="label"):
+        chunked.warp_image_ddf(image, da.zeros((1, 4, 4, 4, 3), chunks=2), interpolation="label")
+    with pytest.raises(TypeError, match="image must be a dask array"):
+        chunked.warp_image_ddf([1, 2], da.zeros((1, 4, 4, 4, 3), chunks=2))
+
+
+@pytest.mark.parametrize("boundary", ["clamp", "constant"])
+def test_compose_equals_the_in_memory_composition(rng, boundary):
+    outer = rng.uniform(-2, 2, (2, 7, 6, 5, 3)).astype(np.float32)
+    inner = far_reaching_ddf(rng, (6, 5, 4))
+    want = arrayreg.compose_ddf(outer, inner, boundary=boundary)
+    got = chunked.compose_ddf(da.from_array(outer, 3), da.from_array(inner, (1, 2, 3, 1, 3)), boundary=boundary)
+    np.testing.assert_array_equal(got.compute(), want)
+
+
+@pytest.mark.parametrize("chunks", [(1, 1, 1, 1, 3), (1, 4, 3, 5, 3)])
+def test_integrate_equals_the_in_memory_integration(rng, chunks):
+    dvf = rng.uniform(-6, 6, (2, 5, 4, 6, 3)).astype(np.float32)
+    dvf[1, 0, 0, 0] = np.nan
+    got = chunked.integrate_dvf(da.from_array(dvf, chunks), num_steps=5)
+    np.testing.assert_array_equal(got.compute(), arrayreg.integrate_dvf(dvf, num_steps=5))
+    np.testing.assert_array_equal(chunked.integrate_dvf(da.from_array(dvf, chunks), 0).compute(),
+                                  arrayreg.integrate_dvf(dvf, 0))
+
+
+def test_jacobian_equals_the_in_memory_jacobian(rng):
+    ddf = rng.uniform(-1, 1, (2, 7, 6, 5, 3)).astype(np.float32)
+    want = arrayreg.jacobian_determinant(ddf, spacing=(1.0, 0.5, 2.0))
+    for chunks in [(1, 1, 1, 1, 3), (1, 3, 4, 2, 3)]:
+        got = chunked.jacobian_determinant(da.from_array(ddf, chunks), spacing=(1.0, 0.5, 2.0))
+        np.testing.assert_array_equal(got.compute(), want)
+
+
+@pytest.mark.parametrize("method", ["bilinear", "nearest"])
+@pytest.mark.parametrize("size", [(13, 5, 17), (3, 3, 3), (1, 20, 2)])
+def test_resize_equals_the_in_memory_resize(rng, method, size):
+    image = rng.standard_normal((2, 9, 8, 7, 2)).astype(np.float32)
+    got = chunked.resize3d(da.from_array(image, (1, 2, 3, 4, 2)), size, method)
+    np.testing.assert_array_equal(got.compute(), arrayreg.resize3d(image, size, method))
+    np.testing.assert_array_equal(chunked.resize3d(da.from_array(image[0, ..., 0], 4), size, method).compute(),
+                                  arrayreg.resize3d(image[0, ..., 0], size, method))
+
+
+def test_world_chain_blocks_equal_the_whole_grid(rng):
+    field_affine = np.array([[1.1, 0.2, 0, -3], [-0.1, 0.9, 0, 4], [0, 0, 1.7, 2], [0, 0, 0, 1]])
+    chain = [FieldTransform(rng.uniform(-2, 2, (6, 7, 5, 3)), field_affine),
+             AffineTransform(np.array([[1, 0.1, 0, 2.0], [0, 1, 0.05, 0], [0, 0, 1, 1], [0, 0, 0, 1]]))]
+    reference, moving = np.diag([0.8, 1.1, 1.7, 1.0]), np.diag([1.0, 1.2, 0.9, 1.0])
+    want = arrayreg.transforms_to_ddf(chain, (9, 8, 7), reference, moving)
+    got = chunked.transforms_to_ddf(chain, (9, 8, 7), reference, moving, chunks=(2, 3, 4)).compute()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_distributed_scheduler_gives_the_same_results(rng, cluster_client):
+    image = rng.standard_normal((2, 9, 8, 7, 2)).astype(np.float32)
+    ddf = far_reaching_ddf(rng, (5, 7, 3))
+    lazy = chunked.warp_image_ddf(da.from_array(image, 4), da.from_array(ddf, (1, 2, 3, 2, 3)), boundary="constant")
+    np.testing.assert_array_equal(cluster_client.compute(lazy).result(),
+                                  arrayreg.warp_image_ddf(image, ddf, boundary="constant"))
+    dvf = rng.uniform(-4, 4, ddf.shape).astype(np.float32)
+    integrated = chunked.integrate_dvf(da.from_array(dvf, (1, 2, 3, 2, 3)), num_steps=3)
+    np.testing.assert_array_equal(cluster_client.compute(integrated).result(), arrayreg.integrate_dvf(dvf, 3))
+    resized = chunked.resize3d(da.from_array(image, (1, 3, 3, 3, 2)), (4, 11, 6))
+    np.testing.assert_array_equal(cluster_client.compute(resized).result(), arrayreg.resize3d(image, (4, 11, 6)))
+
+
+def test_zarr_backed_image(rng, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    image = rng.standard_normal((10, 9, 8)).astype(np.float32)
+    store = zarr.create_array(str(tmp_path / "image.zarr"), shape=image.shape, chunks=(4, 4, 4), dtype="f4")
+    store[...] = image
+    ddf = rng.uniform(-2, 2, (1, 6, 6, 6, 3)).astype(np.float32)
+    lazy = chunked.warp_image_ddf(da.from_zarr(str(tmp_path / "image.zarr"))[None], da.from_array(ddf, 3))
+    np.testing.assert_array_equal(lazy.compute(), arrayreg.warp_image_ddf(image[None], ddf))
