@@ -22,6 +22,7 @@ RANKS = [
     ("arrayreg.grid", "arrayreg.affine", "arrayreg.resample", "arrayreg.ddf", "arrayreg.resize"),
     ("arrayreg.fields",),
     ("arrayreg.augment", "arrayreg.io", "arrayreg.testing"),
+    ("arrayreg.dask",),  # chunked versions on dask arrays, above the io package
     ("arrayreg.nn",),  # and its submodules
     ("arrayreg.layer", "arrayreg.layer_util", "arrayreg"),
     ("arrayreg.cli", "arrayreg.__main__"),  # and its submodules: the application wing
