@@ -204,6 +204,11 @@ def cmd_demo(args) -> None:
 
 
 def cmd_bench(args) -> None:
+    if args.dask:
+        from . import bench_dask
+
+        bench_dask.run(args.dask_size, args.dask_big)
+        return
     from . import bench
 
     bench.run(args)

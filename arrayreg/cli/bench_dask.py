@@ -1,0 +1,183 @@
+"""``arrayreg bench --dask``: a zarr-to-zarr warp on a memory-limited LocalCluster against the in-memory kernel.
+
+The 512**3 float32 run writes an image and a smooth DDF to zarr stores (the DDF
+is 1.5 GiB), warps store to store on 2 workers of 1 GiB each, and records each
+worker's peak resident memory (polled every 0.25 s) and whether any worker
+was restarted.  The same warp in memory (data loaded from the stores, not
+timed) gives the throughput to compare with.  The 1024**3 uint16 run keeps the
+same cluster: its image is a zarr store, and its DDF (12 GiB as float32) is
+computed block by block inside the graph from the same analytic field, so
+that the disk holds only the image and the output.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+BLOCK = 128
+
+
+def _smooth_ddf_block(shape, amplitude, block_info=None):
+    """A block of the analytic field ``amplitude * sin`` products on a grid of ``shape`` (float32)."""
+    location = block_info[None]["array-location"]
+    axes = [np.arange(a, b, dtype=np.float64) * (np.pi / n) for (a, b), n in zip(location[:3], shape)]
+    i, j, k = np.meshgrid(*axes, indexing="ij", sparse=True)
+    components = [np.sin(i + 0.3) * np.cos(j) * np.sin(k + 1.1), np.cos(i) * np.sin(j + 0.7) * np.cos(k),
+                  np.sin(i + j) * np.cos(k + 0.2)]
+    return (amplitude * np.stack(np.broadcast_arrays(*components), axis=-1)).astype(np.float32)
+
+
+def smooth_ddf(shape, amplitude=4.0, block=BLOCK):
+    """The lazy analytic DDF ``(n1, n2, n3, 3)``."""
+    import dask.array as da
+
+    chunks = tuple((block,) * (n // block) + ((n % block,) if n % block else ()) for n in shape) + ((3,),)
+    return da.map_blocks(_smooth_ddf_block, shape, amplitude, chunks=chunks, dtype=np.float32)
+
+
+def _image_block(dtype, block_info=None):
+    """A block of a textured test volume (bands on every axis), in ``dtype``."""
+    location = block_info[None]["array-location"]
+    i, j, k = np.meshgrid(*[np.arange(a, b) for a, b in location], indexing="ij", sparse=True)
+    values = (i * 7 + j * 13 + k * 3) % 251 + 10 * ((i // 16 + j // 16 + k // 16) % 2)
+    return values.astype(dtype)
+
+
+def _write_inputs(folder, size, dtype, with_ddf):
+    """The image store (and the DDF store), written on the threaded scheduler block by block."""
+    import dask
+    import dask.array as da
+
+    from ..io.chunked import to_zarr
+
+    image = da.map_blocks(_image_block, dtype, chunks=(BLOCK,) * 3 if size >= BLOCK else (size,) * 3,
+                          dtype=dtype)
+    image = image if image.shape == (size,) * 3 else image[:size, :size, :size]
+    writes = [to_zarr(folder / "image.zarr", image)]
+    if with_ddf:
+        writes.append(to_zarr(folder / "ddf.zarr", smooth_ddf((size,) * 3)))
+    dask.compute(*writes, scheduler="threads")
+
+
+class MemoryWatch:
+    """Polls each worker's resident memory in a thread; ``peaks`` maps worker address to bytes."""
+
+    def __init__(self, client, period=0.25):
+        self.client, self.period, self.peaks = client, period, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self):
+        while not self._stop.is_set():
+            try:
+                for worker, rss in self.client.run(_rss).items():
+                    self.peaks[worker] = max(self.peaks.get(worker, 0), rss)
+            except Exception:  # a worker that is restarting; recorded by the restart check
+                pass
+            self._stop.wait(self.period)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _rss():
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def _warp_stores(client, image_path, ddf, out_path):
+    """Store-to-store warp; returns (seconds, per-worker peak MiB, restarted?)."""
+    from .. import dask as chunked
+    from ..io.chunked import open_zarr, to_zarr
+
+    image = open_zarr(image_path)[0]
+    workers_before = set(client.scheduler_info()["workers"])
+    with MemoryWatch(client) as watch:
+        start = time.perf_counter()
+        warped = chunked.warp_image_ddf(image[None], ddf[None])
+        client.compute(to_zarr(out_path, warped[0])).result()
+        seconds = time.perf_counter() - start
+    restarted = set(client.scheduler_info()["workers"]) != workers_before
+    return seconds, {w: rss / 2**20 for w, rss in watch.peaks.items()}, restarted
+
+
+def _in_memory_seconds(image_path, ddf_path, repeat=3):
+    """The median in-memory warp of the same data (loading not timed)."""
+    import zarr
+
+    from .. import warp_image_ddf
+
+    image = zarr.open_array(str(image_path), mode="r")[...][None]
+    ddf = zarr.open_array(str(ddf_path), mode="r")[...][None]
+    warp_image_ddf(image, ddf)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        warp_image_ddf(image, ddf)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def run(size=512, big=1024, workers=2, memory_limit="1GiB"):
+    """Print the table of the two runs."""
+    from distributed import Client, LocalCluster
+
+    from ..io.chunked import open_zarr
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="arrayreg_dask_bench_", dir=os.environ.get("ARRAYREG_BENCH_DIR")) as d:
+        folder = Path(d)
+        (folder / "a").mkdir()
+        (folder / "b").mkdir()
+        _write_inputs(folder / "a", size, np.float32, True)
+        in_memory = _in_memory_seconds(folder / "a" / "image.zarr", folder / "a" / "ddf.zarr")
+        with LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit,
+                          dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"}) as cluster, Client(cluster) as client:
+            _warm_up(client)
+            ddf = open_zarr(folder / "a" / "ddf.zarr", "ddf")[0]
+            seconds, peaks, restarted = _warp_stores(client, folder / "a" / "image.zarr", ddf,
+                                                     folder / "a" / "out.zarr")
+            rows.append((f"{size}^3 float32, zarr DDF", size**3, seconds, in_memory, peaks, restarted))
+            if big:
+                (folder / "a" / "ddf.zarr").rename(folder / "a" / "gone.zarr")
+                _write_inputs(folder / "b", big, np.uint16, False)
+                seconds, peaks, restarted = _warp_stores(client, folder / "b" / "image.zarr",
+                                                         smooth_ddf((big,) * 3), folder / "b" / "out.zarr")
+                rows.append((f"{big}^3 uint16, DDF computed in the graph", big**3, seconds, None, peaks, restarted))
+    print(f"### dask: zarr to zarr on a LocalCluster of {workers} workers x 1 thread, {memory_limit} each\n")
+    print("| run | seconds | Mvoxel/s | in-memory Mvoxel/s | ratio | peak RSS per worker MiB | restarted |")
+    print("|---|---|---|---|---|---|---|")
+    for name, voxels, seconds, memory_seconds, peaks, restarted in rows:
+        inmem = "-" if memory_seconds is None else f"{voxels / memory_seconds / 1e6:.1f}"
+        ratio = "-" if memory_seconds is None else f"{memory_seconds / seconds:.2f}"
+        peak_text = ", ".join(f"{p:.0f}" for p in sorted(peaks.values()))
+        print(f"| {name} | {seconds:.1f} | {voxels / seconds / 1e6:.1f} | {inmem} | {ratio} | {peak_text} | "
+              f"{'yes' if restarted else 'no'} |")
+    print()
+    return rows
+
+
+def _warm_up(client):
+    """Compile (or load from Numba's cache) the kernels in every worker before timing."""
+    import dask.array as da
+
+    from .. import dask as chunked
+
+    tiny = chunked.warp_image_ddf(da.zeros((1, 8, 8, 8), np.float32, chunks=4),
+                                  da.zeros((1, 8, 8, 8, 3), np.float32, chunks=4))
+    client.run(lambda: None)
+    client.compute(tiny).result()
+    client.compute(chunked.warp_image_ddf(da.zeros((1, 8, 8, 8), np.uint16, chunks=4),
+                                          da.zeros((1, 8, 8, 8, 3), np.float32, chunks=4))).result()
