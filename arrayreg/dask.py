@@ -143,14 +143,32 @@ def _assemble(pieces, origins, box):
     return out
 
 
-def _box_task(volume, box):
-    """A task that assembles ``box`` of the dask array ``volume`` from the keys of its overlapping chunks
-    (no slicing layer: the graph grows by one task per output block, whatever feeds ``volume``)."""
+def _cut(chunk, region):
+    """The part ``region`` (slices) of one chunk."""
+    return chunk[region]
+
+
+def _box_task(volume, box, layer, name):
+    """A task that assembles ``box`` (a ``(start, stop)`` per axis) of the dask array ``volume``.
+
+    For each chunk that overlaps the box, a task named ``(name, *chunk index)`` is added to ``layer``
+    that cuts the overlap out of the chunk, so that only the overlap travels to the worker that
+    assembles the box.  No slicing layer of dask's is made: the graph grows by these tasks alone,
+    whatever feeds ``volume``.
+    """
     spans = _block_slices(volume.chunks)
     picks = [[n for n, (s, e) in enumerate(spans[a]) if s < high and e > low] for a, (low, high) in enumerate(box)]
-    indices = list(itertools.product(*picks))
-    origins = [tuple(spans[a][n][0] for a, n in enumerate(index)) for index in indices]
-    return (_assemble, [(volume.name,) + index for index in indices], origins, tuple(box))
+    keys, origins = [], []
+    for index in itertools.product(*picks):
+        starts = [max(spans[a][n][0], low) for a, (n, (low, _)) in enumerate(zip(index, box))]
+        stops = [min(spans[a][n][1], high) for a, (n, (_, high)) in enumerate(zip(index, box))]
+        region = tuple(slice(s - spans[a][n][0], e - spans[a][n][0])
+                       for a, (n, s, e) in enumerate(zip(index, starts, stops)))
+        key = (name,) + index
+        layer[key] = (_cut, (volume.name,) + index, region)
+        keys.append(key)
+        origins.append(tuple(starts))
+    return (_assemble, keys, origins, tuple(box))
 
 
 def _sampled(volume, ddf, grid, boxes, keywords, add_ddf, meta):
@@ -166,7 +184,8 @@ def _sampled(volume, ddf, grid, boxes, keywords, add_ddf, meta):
     for index in itertools.product(*(range(n) for n in ddf.numblocks[:4])):
         origin = tuple(spans[a][n][0] for a, n in enumerate(index[1:], start=1))
         box = boxes[index]
-        piece = _box_task(volume, (spans[0][index[0]],) + box + channel)
+        cut = f"{name}-cut-{'-'.join(map(str, index))}"
+        piece = _box_task(volume, (spans[0][index[0]],) + box + channel, layer, cut)
         grid_key = None if grid is None else (grid.name, 0) + index[1:] + (0,)
         key = (name,) + index + ((0,) if meta.ndim == 5 else ())
         layer[key] = (_sample_block, piece, (ddf.name,) + index + (0,), grid_key, origin,
@@ -414,7 +433,8 @@ def resize3d(image, size, method: str = "bilinear"):
         regions = [spans[a][n] for a, n in enumerate(index[1:], start=1)]
         local = [_resize.shifted_tables(table, *region) for table, region in zip(tables, regions)]
         box = (spans[0][index[0]],) + tuple((start, stop) for start, stop, _ in local) + channel
-        layer[(name,) + index + (0,) * len(channel)] = (_resize.resize_with_tables, _box_task(image, box),
+        cut = f"{name}-cut-{'-'.join(map(str, index))}"
+        layer[(name,) + index + (0,) * len(channel)] = (_resize.resize_with_tables, _box_task(image, box, layer, cut),
                                                         [t for _, _, t in local], method, meta.dtype)
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[image])
     chunks = image.chunks[:1] + tuple(out_chunks) + image.chunks[4:]

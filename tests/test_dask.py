@@ -71,7 +71,9 @@ def test_label_warp_is_bitwise_and_reads_only_each_box(rng, dtype):
     # displacements under 2 voxels never need the far side of the image: a block's task reads a few chunks
     graph = lazy.__dask_graph__()
     image_keys = {k for k in graph if isinstance(k, tuple) and k[0] == image.name}
-    first_block_reads = graph.get_all_dependencies()[(lazy.name, 0, 0, 0, 0)] & image_keys
+    dependencies = graph.get_all_dependencies()
+    cuts = dependencies[(lazy.name, 0, 0, 0, 0)]  # the block's tasks that cut the overlap out of a chunk
+    first_block_reads = set().union(*(dependencies[cut] for cut in cuts)) & image_keys
     assert 0 < len(first_block_reads) <= 8 < len(image_keys)
 
 
