@@ -89,19 +89,25 @@ def _locations(ddf, grid, origin, start, dtype):
 
 def _bounds(ddf, grid=None, block_info=None):
     """``[[min], [max]]`` of ``grid + ddf`` per spatial axis over one block, in float64 and NaN ignored
-    (``inf`` and ``-inf`` when every value is NaN), shaped ``(1, 1, 1, 1, 6)`` for ``map_blocks``."""
+    (``inf`` and ``-inf`` when every value is NaN), shaped ``(1, 1, 1, 1, 6)`` for ``map_blocks``.
+
+    On the reference grid, ``min(p_a + ddf_a) = min_i (i + min(ddf_a over the plane p_a = i))``: the
+    reduction runs in the DDF's own dtype (``fmin``/``fmax`` skip NaN), and only the per-plane profile is
+    added to the index, in float64, where the sum is exact.
+    """
     xp = backend_of(ddf=ddf).xp
-    origin = [start for start, _ in block_info[0]["array-location"][1:4]]
-    loc = ddf.astype(np.float64)
     if grid is None:
-        for a, index in enumerate(_grid_of(origin, ddf.shape[1:4], np.float64, xp)):
-            loc[..., a] += index
+        origin = [start for start, _ in block_info[0]["array-location"][1:4]]
+        low, high = [], []
+        for a in range(3):
+            others = tuple(b for b in range(4) if b != a + 1)
+            index = np.arange(origin[a], origin[a] + ddf.shape[a + 1], dtype=np.float64)
+            low.append(np.fmin.reduce(index + _host(xp.fmin.reduce(ddf[..., a], axis=others)).astype(np.float64)))
+            high.append(np.fmax.reduce(index + _host(xp.fmax.reduce(ddf[..., a], axis=others)).astype(np.float64)))
+        low, high = np.array(low), np.array(high)
     else:
-        loc += grid
-    loc = loc.reshape(-1, 3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
-        low, high = _host(xp.nanmin(loc, axis=0)), _host(xp.nanmax(loc, axis=0))
+        loc = (ddf.astype(np.float64) + grid).reshape(-1, 3)
+        low, high = _host(xp.fmin.reduce(loc, axis=0)), _host(xp.fmax.reduce(loc, axis=0))
     low, high = np.where(np.isnan(low), np.inf, low), np.where(np.isnan(high), -np.inf, high)
     return np.concatenate([low, high]).reshape(1, 1, 1, 1, 6)
 
