@@ -253,9 +253,14 @@ def warp_image_ddf(image, ddf, grid_ref=None, *, interpolation: str = "linear", 
 
     Parameters
     ----------
-    image : dask array, shape (batch, m1, m2, m3) or (batch, m1, m2, m3, ch)
-        Chunked along any axis but the channel axis (rechunked to one block).
-        May be zarr-backed (``dask.array.from_zarr``) or hold CuPy blocks.
+    image : dask array or zarr array, shape (batch, m1, m2, m3) or (batch, m1, m2, m3, ch)
+        A dask array chunked along any axis but the channel axis (rechunked to
+        one block), zarr-backed (``dask.array.from_zarr``) or not, CuPy blocks
+        too.  Or a store read directly: a ``zarr.Array``, or any object with
+        ``shape``, ``dtype`` and NumPy slicing that pickles (such as
+        ``io.chunked.Batched``).  Then each task finds its own box from its DDF
+        block and reads just that box from the store: one pass over the DDF, no
+        eager step, and no image data moves between workers.
     ddf : dask array, shape (batch, f1, f2, f3, 3)
         Displacements in voxels; chunked along any axis but the last.
     grid_ref : dask or NumPy array, shape (1, f1, f2, f3, 3), optional
@@ -282,11 +287,48 @@ def warp_image_ddf(image, ddf, grid_ref=None, *, interpolation: str = "linear", 
     >>> bool((lazy.compute() == arrayreg.warp_image_ddf(image, ddf)).all())
     True
     """
-    image, ddf, grid_ref = _check_image_ddf(image, ddf, grid_ref)
     keywords = {"interpolation": interpolation, "boundary": boundary, "fill_value": fill_value}
+    if _is_store(image):
+        return _warp_from_store(image, ddf, grid_ref, keywords)
+    image, ddf, grid_ref = _check_image_ddf(image, ddf, grid_ref)
     meta = _meta_call(_ddf.warp_image_ddf, image, ddf, grid_ref, **keywords)
     boxes = _data_boxes(ddf, grid_ref, image.shape[1:4], _MARGIN[interpolation])
     return _sampled(image, ddf, grid_ref, boxes, keywords, False, meta)
+
+
+def _is_store(image) -> bool:
+    """An image to be read box by box inside the tasks: neither a dask collection nor an in-memory array."""
+    if isinstance(image, da.Array) or dask.is_dask_collection(image):
+        return False
+    if isinstance(image, np.ndarray) or hasattr(image, "__cuda_array_interface__"):
+        return False
+    return all(hasattr(image, name) for name in ("shape", "dtype", "__getitem__"))
+
+
+def _warp_from_store(store, ddf, grid_ref, keywords):
+    """:func:`warp_image_ddf` with each task reading its box from ``store`` itself."""
+    if len(store.shape) not in (4, 5):
+        raise ValueError("image shape must be (batch, m_dim1, m_dim2, m_dim3) "
+                         f"or (batch, m_dim1, m_dim2, m_dim3, ch), got {tuple(store.shape)}")
+    stand_in = da.empty(store.shape, dtype=store.dtype, chunks=store.shape)
+    _, ddf, grid_ref = _check_image_ddf(stand_in, ddf, grid_ref)
+    meta = _meta_call(_ddf.warp_image_ddf, stand_in, ddf, grid_ref, **keywords)
+    arrays = (ddf,) if grid_ref is None else (ddf, grid_ref)
+    chunks = ddf.chunks[:4] + (((store.shape[4],),) if len(store.shape) == 5 else ())
+    return da.map_blocks(_store_block, *arrays, store=store, keywords=keywords, margin=_MARGIN[keywords[
+        "interpolation"]], chunks=chunks, drop_axis=None if len(store.shape) == 5 else 4, dtype=meta.dtype,
+                         meta=meta[:0])
+
+
+def _store_block(ddf, grid=None, *, store, keywords, margin, block_info=None):
+    """One output block of :func:`_warp_from_store`: its box from its own bounds, read, then warped."""
+    location = block_info[0]["array-location"]
+    bounds = _bounds(ddf, grid, block_info)[0, 0, 0, 0]
+    box = tuple(_box(bounds[a], bounds[3 + a], margin, store.shape[a + 1]) for a in range(3))
+    volume = store[(slice(*location[0]),) + tuple(slice(s, e) for s, e in box)]
+    volume = backend_of(ddf=ddf).xp.asarray(volume)
+    origin = tuple(start for start, _ in location[1:4])
+    return _sample_block(volume, ddf, grid, origin, tuple(s for s, _ in box), keywords, False)
 
 
 def _data_boxes(ddf, grid, dims, margin) -> dict:

@@ -180,3 +180,28 @@ def test_zarr_backed_image(rng, tmp_path):
     ddf = rng.uniform(-2, 2, (1, 6, 6, 6, 3)).astype(np.float32)
     lazy = chunked.warp_image_ddf(da.from_zarr(str(tmp_path / "image.zarr"))[None], da.from_array(ddf, 3))
     np.testing.assert_array_equal(lazy.compute(), arrayreg.warp_image_ddf(image[None], ddf))
+
+
+@pytest.mark.parametrize("channels", [None, 2])
+@pytest.mark.parametrize("interpolation", ["linear", "label", "cubic"])
+def test_tasks_read_their_boxes_from_a_store(rng, tmp_path, channels, interpolation):
+    """A zarr array as the image: each task reads its own box from the store (no eager pass)."""
+    zarr = pytest.importorskip("zarr")
+    from arrayreg.io.chunked import Batched
+
+    dtype = np.int16 if interpolation == "label" else np.float32
+    image = rng.integers(0, 9, (10, 9, 8) + ((channels,) if channels else ())).astype(dtype)
+    store = zarr.create_array(str(tmp_path / "s.zarr"), shape=image.shape, chunks=(4, 4, 4) + image.shape[3:],
+                              dtype=dtype)
+    store[...] = image
+    ddf = far_reaching_ddf(rng, (6, 7, 5), batch=1)
+    for boundary in ("clamp", "constant"):
+        keywords = {"interpolation": interpolation, "boundary": boundary, "fill_value": 3}
+        got = chunked.warp_image_ddf(Batched(store), da.from_array(ddf, (1, 2, 3, 2, 3)), **keywords).compute()
+        want = arrayreg.warp_image_ddf(image[None], ddf, **keywords)
+        if interpolation == "cubic":
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.ptp(image))
+        else:
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(IndexError, match="batch axis"):
+        Batched(store)[0]

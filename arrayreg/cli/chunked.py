@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from .. import io
-from ..io.chunked import is_zarr_path, open_zarr, to_zarr
+from ..io.chunked import Batched, is_zarr_path, open_store, open_zarr, to_zarr
 
 #: Block edge (voxels) for NIfTI inputs split for dask.
 BLOCK = 64
@@ -42,15 +42,17 @@ def cluster(scheduler: str | None, memory_limit: str | None):
 
 
 def _image(path):
-    """``(dask (m1, m2, m3[, ch]), affine or None, nibabel image or None)`` from a zarr store or NIfTI file."""
+    """``(batched image, affine or None, nibabel image or None)``: a zarr store as a :class:`Batched` view
+    (each task reads its own box from it), a NIfTI file as a dask array ``(1, m1, m2, m3[, ch])``."""
     import dask.array as da
 
     if is_zarr_path(path):
-        return (*open_zarr(path, "image"), None)
+        store, affine = open_store(path, "image")
+        return Batched(store), affine, None
     data, image = io.load_nifti(path)
     if data.ndim not in (3, 4):
         raise io.NiftiError(f"{path}: an image must have shape (m1, m2, m3) or (m1, m2, m3, ch), got {data.shape}")
-    return da.from_array(data, chunks=(BLOCK,) * 3 + data.shape[3:]), image.affine, image
+    return da.from_array(data[None], chunks=(1,) + (BLOCK,) * 3 + data.shape[3:]), image.affine, image
 
 
 def _ddf(path):
@@ -91,7 +93,7 @@ def warp(args, targets) -> None:
         ddf, affine, ddf_image = _ddf(args.ddf)
         for path, target in zip(args.image, targets):
             image = _image(path)[0]
-            warped = chunked.warp_image_ddf(image[None], ddf[None], interpolation=args.interpolation,
+            warped = chunked.warp_image_ddf(image, ddf[None], interpolation=args.interpolation,
                                             boundary=args.boundary, fill_value=args.fill_value)
             _write(client, target, warped[0], affine, ddf_image)
 
@@ -104,7 +106,7 @@ def apply(args, chain, targets) -> None:
         reference, reference_affine, reference_image = _image(args.reference)
         if reference_affine is None:
             raise io.NiftiError(f"{args.reference}: a reference store needs its 'affine' attribute (4x4 vox-to-RAS)")
-        shape = reference.shape[:3]
+        shape = reference.shape[1:4]
         if args.output_field:
             io.write_transform(args.output_field, io.transforms_to_field(chain, shape, reference_affine))
             print(f"wrote {args.output_field}")
@@ -113,6 +115,6 @@ def apply(args, chain, targets) -> None:
             if moving_affine is None:
                 raise io.NiftiError(f"{path}: a moving store needs its 'affine' attribute (4x4 vox-to-RAS)")
             ddf = chunked.transforms_to_ddf(chain, shape, reference_affine, moving_affine, chunks=BLOCK)
-            warped = chunked.warp_image_ddf(image[None], ddf, interpolation=args.interpolation, boundary="constant",
+            warped = chunked.warp_image_ddf(image, ddf, interpolation=args.interpolation, boundary="constant",
                                             fill_value=args.fill_value)
             _write(client, target, warped[0], reference_affine, reference_image)

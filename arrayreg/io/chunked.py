@@ -21,13 +21,12 @@ def is_zarr_path(path) -> bool:
     return str(path).rstrip("/").endswith(".zarr")
 
 
-def open_zarr(path, kind: str = "image"):
-    """The array at the root of the store ``path`` as ``(dask_array, affine)``.
+def open_store(path, kind: str = "image"):
+    """The ``zarr.Array`` at the root of the store ``path`` and its affine, as ``(array, affine)``.
 
     ``kind`` is ``"image"`` (3 or 4 axes) or ``"ddf"`` (4 axes, the last of length 3).  ``affine`` is the
     store's ``"affine"`` attribute as a float64 (4, 4) array, or None.
     """
-    import dask.array as da
     import zarr
 
     try:
@@ -44,7 +43,31 @@ def open_zarr(path, kind: str = "image"):
         affine = np.asarray(affine, dtype=np.float64)
         if affine.shape != (4, 4):
             raise ZarrError(f"{path}: the 'affine' attribute must be a 4x4 matrix; got shape {affine.shape}")
+    return store, affine
+
+
+def open_zarr(path, kind: str = "image"):
+    """:func:`open_store` as ``(dask_array, affine)``, the dask array chunked as the store."""
+    import dask.array as da
+
+    store, affine = open_store(path, kind)
     return da.from_zarr(store), affine
+
+
+class Batched:
+    """A read-only view of an array-like (a zarr array) with a batch axis of one in front, which pickles
+    as the array does: ``Batched(store)[0, a:b] == store[a:b]``, for :func:`arrayreg.dask.warp_image_ddf`."""
+
+    def __init__(self, array):
+        self.array = array
+        self.shape = (1,) + tuple(array.shape)
+        self.dtype = array.dtype
+
+    def __getitem__(self, index):
+        batch, *rest = index if isinstance(index, tuple) else (index,)
+        if not isinstance(batch, slice) or range(1)[batch] != range(1):
+            raise IndexError(f"Batched: the batch axis (of length 1) must be taken whole; got {batch!r}")
+        return self.array[tuple(rest)][None]
 
 
 def to_zarr(path, array, affine=None, chunks=None):
