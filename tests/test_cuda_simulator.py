@@ -359,3 +359,22 @@ def test_resize_nearest_in_every_dtype_picks_the_cpu_voxels(rng, dtype):
         got = arrayreg.resize3d(image, (3, 7, 5), "nearest")
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
+
+
+def test_dask_blocks_take_the_cuda_path(rng, monkeypatch):
+    """arrayreg.dask's blocks run the in-memory kernels of their array kind: here the CUDA path."""
+    da = pytest.importorskip("dask.array")
+    chunked = pytest.importorskip("arrayreg.dask")
+    image = rng.standard_normal((1, 6, 5, 4, 2)).astype(np.float32)
+    ddf = rng.uniform(-2, 2, (1, 4, 5, 3, 3)).astype(np.float32)
+    assert_cuda_path_equals_cpu([
+        lambda: chunked.warp_image_ddf(da.from_array(image, 3), da.from_array(ddf, (1, 2, 3, 2, 3)),
+                                       boundary="constant").compute(scheduler="synchronous"),
+        lambda: chunked.integrate_dvf(da.from_array(ddf, (1, 2, 3, 2, 3)), 2).compute(scheduler="synchronous"),
+        lambda: chunked.resize3d(da.from_array(image, (1, 3, 2, 2, 2)), (3, 7, 5)).compute(scheduler="synchronous"),
+    ])
+    calls = cuda_calls(monkeypatch)
+    with simulated_gpu(threads_per_block=16, max_blocks=3):
+        chunked.warp_image_ddf(da.from_array(image, 3), da.from_array(ddf, (1, 2, 3, 2, 3))).compute(
+            scheduler="synchronous")
+    assert len(calls) == 1 + 2 * 2 * 2  # the one-voxel call that checks the options, then one per block
