@@ -205,3 +205,22 @@ def test_tasks_read_their_boxes_from_a_store(rng, tmp_path, channels, interpolat
             np.testing.assert_array_equal(got, want)
     with pytest.raises(IndexError, match="batch axis"):
         Batched(store)[0]
+
+
+def test_every_graph_pickles(rng, tmp_path):
+    """Nothing goes into a graph that a distributed scheduler could not ship (plain pickle, no cloudpickle)."""
+    import pickle
+
+    zarr = pytest.importorskip("zarr")
+    from arrayreg.io.chunked import Batched
+
+    image = da.from_array(rng.standard_normal((1, 6, 6, 6, 2)).astype(np.float32), 3)
+    ddf = da.from_array(rng.uniform(-1, 1, (1, 6, 6, 6, 3)).astype(np.float32), (1, 3, 3, 3, 3))
+    store = zarr.create_array(str(tmp_path / "s.zarr"), shape=(6, 6, 6), chunks=(3, 3, 3), dtype="f4")
+    chain = [AffineTransform(np.eye(4))]
+    lazies = [chunked.warp_image_ddf(image, ddf), chunked.warp_image_ddf(Batched(store), ddf),
+              chunked.compose_ddf(ddf, ddf), chunked.integrate_dvf(ddf, 2), chunked.jacobian_determinant(ddf),
+              chunked.resize3d(image, (4, 5, 7)), chunked.transforms_to_ddf(chain, (6, 6, 6), np.eye(4), np.eye(4))]
+    for lazy in lazies:
+        graph = dict(lazy.__dask_graph__())
+        assert pickle.loads(pickle.dumps(graph)).keys() == graph.keys()
