@@ -224,3 +224,14 @@ def test_every_graph_pickles(rng, tmp_path):
     for lazy in lazies:
         graph = dict(lazy.__dask_graph__())
         assert pickle.loads(pickle.dumps(graph)).keys() == graph.keys()
+
+
+def test_a_store_with_grid_ref_and_batches(rng, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    image = rng.standard_normal((2, 8, 9, 10)).astype(np.float32)
+    store = zarr.create_array(str(tmp_path / "s.zarr"), shape=image.shape, chunks=(1, 4, 4, 4), dtype="f4")
+    store[...] = image
+    ddf = rng.uniform(-2, 2, (2, 5, 4, 6, 3)).astype(np.float32)
+    grid = arrayreg.get_reference_grid((5, 4, 6))[None] * np.float32(1.5)
+    got = chunked.warp_image_ddf(store, da.from_array(ddf, (1, 2, 2, 3, 3)), grid).compute()
+    np.testing.assert_array_equal(got, arrayreg.warp_image_ddf(image, ddf, grid))

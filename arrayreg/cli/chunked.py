@@ -55,6 +55,18 @@ def _image(path):
     return da.from_array(data[None], chunks=(1,) + (BLOCK,) * 3 + data.shape[3:]), image.affine, image
 
 
+def _grid(path):
+    """``(shape, affine, nibabel image or None)`` of a reference: a store's shape and ``"affine"``
+    attribute, or a NIfTI file's header (its data is not read)."""
+    if is_zarr_path(path):
+        store, affine = open_store(path, "image")
+        if affine is None:
+            raise io.NiftiError(f"{path}: a reference store needs its 'affine' attribute (4x4 vox-to-RAS)")
+        return tuple(store.shape[:3]), affine, None
+    image = io.load_nifti_header(path)
+    return tuple(image.shape[:3]), image.affine, image
+
+
 def _ddf(path):
     """``(dask (f1, f2, f3, 3), affine or None, nibabel image or None)``; NIfTI through ``io.load_ddf``."""
     import dask.array as da
@@ -103,10 +115,7 @@ def apply(args, chain, targets) -> None:
     from .. import dask as chunked
 
     with cluster(args.scheduler, args.memory_limit) as client:
-        reference, reference_affine, reference_image = _image(args.reference)
-        if reference_affine is None:
-            raise io.NiftiError(f"{args.reference}: a reference store needs its 'affine' attribute (4x4 vox-to-RAS)")
-        shape = reference.shape[1:4]
+        shape, reference_affine, reference_image = _grid(args.reference)
         if args.output_field:
             io.write_transform(args.output_field, io.transforms_to_field(chain, shape, reference_affine))
             print(f"wrote {args.output_field}")
