@@ -146,6 +146,8 @@ Run 'arrayreg COMMAND --help' for the examples of each command.""",
     bench.add_argument("--size", choices=BENCH_SIZES, default="full", help="workload sizes (default: full)")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.add_argument("--only", nargs="+", metavar="W", help="run only these workloads (e.g. W1 W6)")
+    bench.add_argument("--scaling", action="store_true",
+                       help="only the scaling tables: W1 and W3 per voxel at 64-256^3, and 1 -> 2 threads")
     bench.add_argument("--dask", action="store_true",
                        help="only the dask run: a zarr-to-zarr warp on 2 workers of 1 GiB against the in-memory "
                             "kernel (needs the dask extra)")

@@ -204,6 +204,11 @@ def cmd_demo(args) -> None:
 
 
 def cmd_bench(args) -> None:
+    if args.scaling:
+        from . import bench_scaling
+
+        bench_scaling.run()
+        return
     if args.dask:
         from . import bench_dask
 
