@@ -18,7 +18,7 @@ from .fields import (
     jacobian_determinant,
 )
 from .grid import get_n_bits_combinations, get_reference_grid, warp_grid
-from .io.world import transforms_to_ddf
+from .io.world import apply_transforms, transforms_to_ddf
 from .nn import AdditiveUpSampling, IntDVF, Warping
 from .resample import pyramid_combination, resample
 from .resize import resize3d
@@ -33,6 +33,7 @@ __all__ = [
     "IntDVF",
     "Warping",
     "affine_to_ddf",
+    "apply_transforms",
     "compose_ddf",
     "ddf_to_affine",
     "folding_report",

@@ -199,10 +199,22 @@ def test_cpu_and_cuda_agree_on_world_chains(rng):
     far = io.FieldTransform(rng.uniform(-1, 1, (3, 4, 6, 3)), np.diag([1.5, 0.8, 1.1, 1.0]))
     shift = io.AffineTransform(np.array([[1, 0.1, 0, 2.0], [0, 1, 0, -1], [0.05, 0, 0.95, 0.5], [0, 0, 0, 1]]))
     chain = [io.FieldTransform(near, oblique), shift, far, shift.inverse()]
+    moved = oblique.copy()
+    moved[:3, 3] += oblique[:3, :3] @ [1, -2, 1]  # the field's grid moved by whole voxels
+    moving_affine = np.diag([1.1, 0.9, 1.2, 1.0])
+    image = rng.standard_normal((2, 5, 4, 6, 3)).astype(np.float32)
+    labels = rng.integers(0, 4, (1, 5, 4, 6)).astype(np.int16)
     runs = [
         lambda: io.transforms_to_ddf(chain, (4, 5, 6), np.diag([1.2, 1.0, 0.9, 1.0]), oblique),
         lambda: io.transforms_to_field(chain[:2], (3, 3, 2), oblique, dtype=np.float64).field,
         lambda: io.transforms_to_ddf(chain[1:2], (2, 3, 2), oblique, oblique),
+        lambda: io.transforms_to_ddf(chain, (4, 5, 6), oblique, oblique),  # the field read at the voxels
+        lambda: io.transforms_to_ddf(chain, (5, 6, 4), moved, oblique),
+        lambda: io.apply_transforms(image, chain, (4, 5, 6), oblique, moving_affine),
+        lambda: io.apply_transforms(labels, chain, (4, 5, 6), oblique, moving_affine, interpolation="label",
+                                    fill_value=3),
+        lambda: io.apply_transforms(image[..., 0].astype(np.float64), chain, (4, 5, 6), oblique, moving_affine,
+                                    interpolation="cubic", fill_value=0.5),
     ]
     assert_cuda_path_equals_cpu(runs)
 

@@ -135,6 +135,109 @@ def test_the_collapsed_field_matches_simpleitk_transform_to_displacement_field(s
     np.testing.assert_allclose(field.affine, nifti_affine(reference))
 
 
+@pytest.fixture(scope="module")
+def scene_on_reference_grid(scene):
+    """The scene with its field on the reference grid itself (oblique, anisotropic): the usual ANTs output,
+    read at the reference voxels without interpolation."""
+    reference = scene["reference"]
+    g = np.indices(reference.GetSize())
+    field = np.stack([np.sin(g[0] / 3) * 1.5, np.cos(g[1] / 4), np.sin(g[2] / 2) * 0.8], -1)
+    return dict(scene, field=sitk_image(field, reference.GetSpacing(), reference.GetOrigin(), (10, -5, 20)))
+
+
+@pytest.mark.parametrize("name", list(CHAINS))
+def test_a_field_on_the_reference_grid_matches_simpleitk(scene_on_reference_grid, name):
+    scene = scene_on_reference_grid
+    reference, moving = scene["reference"], scene["moving"]
+    expected = sitk.GetArrayFromImage(sitk.TransformToDisplacementField(
+        sitk_chain(scene, name), sitk.sitkVectorFloat64, reference.GetSize(), reference.GetOrigin(),
+        reference.GetSpacing(), reference.GetDirection())).transpose(2, 1, 0, 3)
+    field = io.transforms_to_field(our_chain(scene, name), reference.GetSize(), nifti_affine(reference),
+                                   dtype=np.float64)
+    np.testing.assert_allclose(field.field, expected, atol=1e-9)
+    resampled = sitk.GetArrayFromImage(sitk.Resample(moving, reference, sitk_chain(scene, name), sitk.sitkLinear,
+                                                     0.0)).transpose(2, 1, 0)
+    moving_values = sitk.GetArrayFromImage(moving).transpose(2, 1, 0)
+    warped = io.apply_transforms(moving_values[None], our_chain(scene, name), reference.GetSize(),
+                                 nifti_affine(reference), nifti_affine(moving))[0]
+    ddf = io.transforms_to_ddf(our_chain(scene, name), reference.GetSize(), nifti_affine(reference),
+                               nifti_affine(moving))
+    inside, _ = moving_points(ddf, moving_values.shape, 1)
+    assert inside.sum() > 1000
+    assert np.abs(warped - resampled)[inside].max() <= 1e-4 * np.ptp(moving_values)
+
+
+def test_a_field_on_a_grid_moved_by_whole_voxels_is_read_at_the_voxels(rng):
+    """Against a brute-force NumPy read: the field's voxel ``p + (2, -1, 3)`` (zero beyond its grid)."""
+    a = np.array([[0, -1.2, 0.1, 4], [0.9, 0, 0, -1], [0, 0.05, 1.3, 0.5], [0, 0, 0, 1]])
+    shift = np.eye(4)
+    shift[:3, 3] = [2, -1, 3]
+    field = rng.uniform(-2, 2, (6, 7, 5, 3))
+    ddf = io.transforms_to_ddf([io.FieldTransform(field, a @ np.linalg.inv(shift))], (5, 6, 7), a, a,
+                               dtype=np.float64)[0]
+    flip = np.diag([-1.0, -1, 1])
+    to_voxels = np.linalg.inv(a[:3, :3]) @ flip  # LPS millimetres to reference voxels
+    expected = np.zeros((5, 6, 7, 3))
+    for p in np.ndindex(5, 6, 7):
+        q = np.array(p) + [2, -1, 3]
+        if np.all(q >= 0) and np.all(q < field.shape[:3]):
+            expected[p] = to_voxels @ field[tuple(q)]
+    np.testing.assert_allclose(ddf, expected, atol=1e-12)
+
+
+APPLY_CASES = {
+    "linear": dict(interpolation="linear"),
+    "linear, fill 3": dict(interpolation="linear", fill_value=3.0),
+    "linear, float64 steps": dict(interpolation="linear", dtype=np.float64),
+    "nearest": dict(interpolation="nearest"),
+    "cubic": dict(interpolation="cubic"),
+}
+
+
+@pytest.mark.parametrize("grid", ["its own grid", "the reference grid"])
+@pytest.mark.parametrize("channels", [None, 2, 4])
+@pytest.mark.parametrize("case", list(APPLY_CASES))
+def test_apply_transforms_is_transforms_to_ddf_then_the_warp_bit_for_bit(scene, scene_on_reference_grid, grid,
+                                                                         channels, case):
+    scene = scene if grid == "its own grid" else scene_on_reference_grid
+    reference, moving = scene["reference"], scene["moving"]
+    rng = np.random.default_rng(1)
+    image = rng.standard_normal((2,) + moving.GetSize() + ((channels,) if channels else ())).astype(np.float32)
+    chain = our_chain(scene, "warp then affine")
+    keywords = dict(APPLY_CASES[case])
+    dtype = keywords.pop("dtype", np.float32)
+    got = io.apply_transforms(image, chain, reference.GetSize(), nifti_affine(reference), nifti_affine(moving),
+                              dtype=dtype, **keywords)
+    ddf = io.transforms_to_ddf(chain, reference.GetSize(), nifti_affine(reference), nifti_affine(moving),
+                               dtype=dtype)
+    want = arrayreg.warp_image_ddf(image, np.concatenate([ddf, ddf]), boundary="constant", **keywords)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("image_dtype", [np.int16, np.uint8])
+def test_apply_transforms_of_a_label_map_is_the_label_warp(scene_on_reference_grid, image_dtype):
+    scene = scene_on_reference_grid
+    reference, moving = scene["reference"], scene["moving"]
+    labels = np.random.default_rng(2).integers(0, 5, (1,) + moving.GetSize()).astype(image_dtype)
+    chain = our_chain(scene, "affine then warp")
+    got = io.apply_transforms(labels, chain, reference.GetSize(), nifti_affine(reference), nifti_affine(moving),
+                              interpolation="label", fill_value=4)
+    ddf = io.transforms_to_ddf(chain, reference.GetSize(), nifti_affine(reference), nifti_affine(moving))
+    want = arrayreg.warp_image_ddf(labels, ddf, interpolation="label", boundary="constant", fill_value=4)
+    assert got.dtype == image_dtype and (got == 4).any()
+    np.testing.assert_array_equal(got, want)
+
+
+def test_apply_transforms_of_a_float64_image_with_no_transforms_is_the_resampling_between_grids(rng):
+    a = np.diag([2.0, 2.0, 2.0, 1.0])
+    b = np.diag([1.0, 1.0, 1.0, 1.0])
+    image = rng.standard_normal((1, 8, 8, 8))
+    got = io.apply_transforms(image, [], (4, 4, 4), a, b)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, image[:, ::2, ::2, ::2])
+
+
 def test_an_affine_chain_is_the_matrix_product_in_float64(rng):
     a = np.eye(4)
     a[:3] = rng.uniform(-1, 1, (3, 4)) + np.hstack([2 * np.eye(3), np.zeros((3, 1))])
@@ -180,6 +283,12 @@ def test_wild_field_values_stay_in_bounds():
     (lambda: io.AffineTransform(np.ones((4, 4))), "last row"),
     (lambda: io.FieldTransform(np.zeros((2, 2, 2)), np.eye(4)), "field must have shape"),
     (lambda: io.FieldTransform(np.zeros((2, 2, 2, 3), np.int16), np.eye(4)), "float32 or float64"),
+    (lambda: io.apply_transforms(np.zeros((2, 2, 2)), [], (2, 2, 2), np.eye(4), np.eye(4)), "image must have"),
+    (lambda: io.apply_transforms(np.zeros((1, 2, 2, 2)), [], (2, 2, 2), np.eye(4), np.eye(4),
+                                 interpolation="label"), "label"),
+    (lambda: io.apply_transforms(np.zeros((1, 2, 2, 2)), [], (2, 2, 2), np.eye(4), np.eye(4), dtype=np.int32),
+     "dtype must be"),
+    (lambda: io.apply_transforms(np.zeros((1, 2, 2, 2)), [], (2, 0, 2), np.eye(4), np.eye(4)), "reference_shape"),
 ])
 def test_bad_input_is_named(call, match):
     with pytest.raises((ValueError, TypeError), match=match):

@@ -29,6 +29,7 @@ trilinear = _F.trilinear
 warp_grid_point = _F.warp_grid_point
 affine_point = _F.affine_point
 field_step = _F.field_step
+linear_point3 = _F.linear_point3
 chain_end = _F.chain_end
 
 _JIT = dict(parallel=True, nogil=True, error_model="numpy")
@@ -152,34 +153,42 @@ def _warp3d_points(image, ddf, grid, use_grid, coords, mode, out):
 
 
 @njit(inline="always")
-def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside,
-             vote, offsets, weights, unit_values, values, mixed, out):
-    """One fixed-grid row of a linear warp on the reference grid, in three loops.
+def warp_row(units, src, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside,
+             vote, offsets, weights, unit_values, values, mixed, marks, out):
+    """One fixed-grid row of a linear warp on the reference grid, in three loops and a fix-up.
 
-    1. per point, the corners (``linear_axis``) as 8 flat offsets and the 3 weights;
+    1. per point, the clamped corners (``linear_axis``) as 8 flat offsets and the 3 weights;
     2. per corner, its channels copied into ``unit_values`` (plain moves, no arithmetic);
     3. per point and channel, ``trilinear`` of the 8 values (``values``, the same memory as ``unit_values``),
-       or with ``vote`` the label vote (``formulas.label_vote``; 8 equal corners are copied without one).
+       or with ``vote`` the label vote (``formulas.label_vote``; 8 equal corners are copied without one);
+    4. with ``constant``, the points outside ``(0, top]`` on some axis (or NaN) again, one by one
+       (:func:`constant_fixup`).  Inside it the constant boundary's corners and weights are exactly the
+       clamped ones, so loops 1-3 serve every point and stay branch-free.
 
     Loops 1 and 3 vectorise; loop 2 is a pure gather.  ``units`` is the flat
     volume viewed in transport units: the element itself, or one 8- or 16-byte
     unit holding all the channels of a voxel, so that a corner moves in one
-    load.  ``unit_lanes`` (units per voxel) and ``channel_lanes`` are tuples of
-    zeros whose lengths make those counts compile-time constants, or ``()`` to
-    use ``dims[3]`` (many channels, element units).  ``offsets`` is int32 when
-    every offset fits, which doubles the points per gather.  With ``constant``
-    (element units only) a corner outside the volume has offset -1 and reads
-    ``outside``.
+    load; ``src`` is the same volume in elements (for loop 4).  ``unit_lanes``
+    (units per voxel) and ``channel_lanes`` are tuples of zeros whose lengths
+    make those counts compile-time constants, or ``()`` to use ``dims[3]``
+    (many channels, element units).  ``offsets`` is int32 when every offset
+    fits, which doubles the points per gather.
     """
     n_units = len(unit_lanes) if len(unit_lanes) > 0 else dims[3]
     n_ch = len(channel_lanes) if len(channel_lanes) > 0 else dims[3]
     s2 = dims[2] * n_units
     s1 = dims[1] * s2
     f3 = weights.shape[1]
+    n_outside = 0
     for k in range(f3):
-        i0, i1, wi = linear_axis(xi + disp[3 * k], top[0], one, constant)
-        j0, j1, wj = linear_axis(yj + disp[3 * k + 1], top[1], one, constant)
-        k0, k1, wk = linear_axis(coords[k] + disp[3 * k + 2], top[2], one, constant)
+        x, y, z = xi + disp[3 * k], yj + disp[3 * k + 1], coords[k] + disp[3 * k + 2]
+        if constant:
+            outside_point = not (x > 0 and x <= top[0] and y > 0 and y <= top[1] and z > 0 and z <= top[2])
+            marks[k] = outside_point
+            n_outside += outside_point
+        i0, i1, wi = linear_axis(x, top[0], one, False)
+        j0, j1, wj = linear_axis(y, top[1], one, False)
+        k0, k1, wk = linear_axis(z, top[2], one, False)
         a0, a1 = base + i0 * s1, base + i1 * s1
         b0, b1 = j0 * s2, j1 * s2
         c0, c1 = k0 * n_units, k1 * n_units
@@ -191,10 +200,6 @@ def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords,
         offsets[5, k] = a1 + b0 + c1
         offsets[6, k] = a0 + b1 + c1
         offsets[7, k] = a1 + b1 + c1
-        if constant and (i0 < 0 or j0 < 0 or k0 < 0 or i1 < 0 or j1 < 0 or k1 < 0):
-            for m in range(8):
-                if (i1 if m & 1 else i0) < 0 or (j1 if m & 2 else j0) < 0 or (k1 if m & 4 else k0) < 0:
-                    offsets[m, k] = -1
         weights[0, k] = wi
         weights[1, k] = wj
         weights[2, k] = wk
@@ -202,21 +207,32 @@ def warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords,
         corner_offsets, corner_units = offsets[m], unit_values[m]
         for k in range(f3):
             offset = corner_offsets[k]
-            if constant and offset < 0:
-                for u in range(n_units):
-                    corner_units[k * n_units + u] = outside
-            else:
-                for u in range(n_units):
-                    corner_units[k * n_units + u] = units[offset + u]
+            for u in range(n_units):
+                corner_units[k * n_units + u] = units[offset + u]
     if vote:
         vote_row(values, weights, n_ch, one, outside, mixed, out)
-        return
-    for k in range(f3):
-        wi, wj, wk = weights[0, k], weights[1, k], weights[2, k]
-        for c in range(n_ch):
-            q = k * n_ch + c
-            out[q] = trilinear(values[0, q], values[1, q], values[2, q], values[3, q], values[4, q], values[5, q],
-                               values[6, q], values[7, q], wi, wj, wk, one)
+    else:
+        for k in range(f3):
+            wi, wj, wk = weights[0, k], weights[1, k], weights[2, k]
+            for c in range(n_ch):
+                q = k * n_ch + c
+                out[q] = trilinear(values[0, q], values[1, q], values[2, q], values[3, q], values[4, q],
+                                   values[5, q], values[6, q], values[7, q], wi, wj, wk, one)
+    if constant and n_outside > 0:
+        constant_fixup(src, (dims[0], dims[1], dims[2], n_ch), (base // n_units) * n_ch, disp, xi, yj, coords, top,
+                       one, outside, LABEL if vote else LINEAR, marks, out)
+
+
+@njit(inline="always")
+def constant_fixup(src, dims, base, disp, xi, yj, coords, top, one, outside, method, marks, out):
+    """Loop 4 of :func:`warp_row`: the points marked in ``marks`` (outside ``(0, top]`` on some axis, or NaN)
+    sampled with the constant boundary (``formulas.linear_point3``); ``src``, ``dims`` and ``base`` in
+    elements."""
+    n_ch = dims[3]
+    for k in range(marks.shape[0]):
+        if marks[k]:
+            linear_point3(src, dims, base, xi + disp[3 * k], yj + disp[3 * k + 1], coords[k] + disp[3 * k + 2], top,
+                          method, True, one, outside, out, k * n_ch)
 
 
 @njit(inline="always")
@@ -253,60 +269,63 @@ def vote_row(values, weights, n_ch, one, outside, mixed, out):
 
 
 @njit(inline="always")
-def row_inside(disp, xi, yj, coords, top):
-    """Every point of the row lies in ``(0, top]`` on every axis.  There the constant boundary's corners and
-    weights are exactly the clamped ones, so the row may take the clamp path (bit for bit the same)."""
-    for k in range(disp.shape[0] // 3):
-        x, y, z = xi + disp[3 * k], yj + disp[3 * k + 1], coords[k] + disp[3 * k + 2]
-        if not (x > 0 and x <= top[0] and y > 0 and y <= top[1] and z > 0 and z <= top[2]):
-            return False
-    return True
-
-
-@njit(inline="always")
-def warp_row_either(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside,
-                    vote, offsets, weights, unit_values, values, mixed, out):
-    """:func:`warp_row` with ``constant`` as a literal: ``True`` only for a row that reaches outside
-    (:func:`row_inside`), so rows wholly inside run the clamp path's branch-free code."""
-    if constant and not row_inside(disp, xi, yj, coords, top):
-        warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords, top, one, True, outside, vote,
-                 offsets, weights, unit_values, values, mixed, out)
-    else:
-        warp_row(units, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords, top, one, False, outside,
-                 vote, offsets, weights, unit_values, values, mixed, out)
-
-
-@njit(inline="always")
 def row_scratch(f3, n_units, offset_type, unit_type, value_type, weight_type):
     """Per-task scratch of :func:`warp_row`: offsets, weights (``weight_type``'s dtype, the coordinates'), the
-    corner values as units and as values, and the vote's marks."""
+    corner values as units and as values, the vote's marks and the marks of the points outside."""
     offsets = np.empty((8, f3), dtype=offset_type.dtype)
     weights = np.empty((3, f3), dtype=weight_type.dtype)
     unit_values = np.empty((8, f3 * n_units), dtype=unit_type.dtype)
     values = unit_values.reshape(-1).view(value_type.dtype).reshape(8, -1)
     mixed = np.empty(values.shape[1], dtype=np.bool_)
-    return offsets, weights, unit_values, values, mixed
+    marks = np.empty(f3, dtype=np.bool_)
+    return offsets, weights, unit_values, values, mixed, marks
 
 
 @cached_njit(**_JIT)
 def _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, constant, outside, vote,
                  offset_type, out):
     """The linear (or, with ``vote``, label) warp on the reference grid, row by row with :func:`warp_row`
-    (``constant`` and ``vote``: element units)."""
+    (``vote``: element units)."""
     n_batch, d1, d2, d3, n_ch = image.shape
     f1, f2, f3 = ddf.shape[1], ddf.shape[2], ddf.shape[3]
     n_units = units.shape[0] // (n_batch * d1 * d2 * d3)
-    disp, dst = ddf.reshape(-1), out.reshape(-1)
+    src, disp, dst = image.reshape(-1), ddf.reshape(-1), out.reshape(-1)
     for t in prange(n_batch * f1):
         b = t // f1
-        offsets, weights, unit_values, values, mixed = row_scratch(f3, n_units, offset_type, units, image, coords)
+        offsets, weights, unit_values, values, mixed, marks = row_scratch(f3, n_units, offset_type, units, image,
+                                                                          coords)
         xi = coords[t - b * f1]
         for j in range(f2):
             row = (t * f2 + j) * f3
-            here = disp[3 * row : 3 * (row + f3)]
-            warp_row_either(units, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
-                            here, xi, coords[j], coords, top, one, constant, outside, vote, offsets, weights,
-                            unit_values, values, mixed, dst[row * n_ch : (row + f3) * n_ch])
+            warp_row(units, src, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
+                     disp[3 * row : 3 * (row + f3)], xi, coords[j], coords, top, one, constant, outside, vote,
+                     offsets, weights, unit_values, values, mixed, marks, dst[row * n_ch : (row + f3) * n_ch])
+
+
+@cached_njit(**_JIT)
+def _apply3d_rows(image, units, unit_lanes, channel_lanes, chain, grid_shape, coords, top, one, constant, outside,
+                  vote, offset_type, disp_type, out):
+    """:func:`_warp3d_rows` with the DDF of a chain of world transforms (``chain`` the arguments of
+    :func:`chain3d` before ``out``) on the grid ``grid_shape``, never stored: per row, :func:`chain_row`
+    into a ``disp_type`` row (the values :func:`chain3d` stores), then :func:`warp_row` with it."""
+    start, kinds, matrices, fields, tables, finish, subtract = chain
+    n_batch, d1, d2, d3, n_ch = image.shape
+    f1, f2, f3 = grid_shape
+    n_units = units.shape[0] // (n_batch * d1 * d2 * d3)
+    src, dst = image.reshape(-1), out.reshape(-1)
+    for t in prange(n_batch * f1):
+        b = t // f1
+        i = t - b * f1
+        offsets, weights, unit_values, values, mixed, marks = row_scratch(f3, n_units, offset_type, units, image,
+                                                                          coords)
+        points = np.empty((3, f3), np.float64)
+        here = np.empty(3 * f3, disp_type.dtype)
+        for j in range(f2):
+            chain_row(i, j, start, kinds, matrices, fields, tables, finish, subtract, points, here)
+            row = (t * f2 + j) * f3
+            warp_row(units, src, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
+                     here, coords[i], coords[j], coords, top, one, constant, outside, vote, offsets, weights,
+                     unit_values, values, mixed, marks, dst[row * n_ch : (row + f3) * n_ch])
 
 
 @njit(inline="always")
@@ -375,17 +394,15 @@ def _lanes(count):
     return (0,) * count if count <= 4 else ()
 
 
-def _transport(image, constant):
+def _transport(image):
     """The flat volume in transport units, and the unit and channel lane tuples of :func:`warp_row`.
 
     The channels of a voxel move as one unit when they span exactly 8 or 16
-    bytes and the data are aligned to that size (and, for ``constant``, never:
-    an outside corner reads the fill value element by element); otherwise
-    element by element.
+    bytes and the data are aligned to that size; otherwise element by element.
     """
     flat, n_ch = image.reshape(-1), image.shape[-1]
     unit = _WIDE_UNITS.get(n_ch * image.dtype.itemsize)
-    if n_ch > 1 and unit is not None and not constant and image.ctypes.data % unit.itemsize == 0:
+    if n_ch > 1 and unit is not None and image.ctypes.data % unit.itemsize == 0:
         return flat.view(unit), (0,), _lanes(n_ch)
     return flat, _lanes(n_ch), _lanes(n_ch)
 
@@ -406,14 +423,36 @@ def warp3d(image, ddf, grid, use_grid, coords, mode, out):
         _warp3d_cubic_rows(image, _lanes(image.shape[-1]), ddf, coords, top, one, constant, outside, spline, out)
     elif method not in (LINEAR, LABEL) or use_grid or image.dtype != out.dtype:
         _warp3d_points(image, ddf, grid, use_grid, coords, mode, out)
-    elif method == LABEL:
-        lanes = _lanes(image.shape[-1])
-        _warp3d_rows(image, image.reshape(-1), lanes, lanes, ddf, coords, top, one, constant, outside, True,
-                     _offset_type(image), out)
     else:
-        units, unit_lanes, channel_lanes = _transport(image, constant)
-        _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, constant, outside, False,
-                     _offset_type(image), out)
+        units, unit_lanes, channel_lanes = _row_units(image, method)
+        _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, constant, outside,
+                     method == LABEL, _offset_type(image), out)
+
+
+def _row_units(image, method):
+    """:func:`_transport` for a linear warp; element units for the label vote."""
+    if method == LABEL:
+        lanes = _lanes(image.shape[-1])
+        return image.reshape(-1), lanes, lanes
+    return _transport(image)
+
+
+def apply3d(image, chain, coords, mode, disp_type, out):
+    """``warp3d(image, ddf)``, ``ddf`` the field :func:`chain3d` makes of ``chain`` (its arguments before
+    ``out``) in ``disp_type``'s dtype on the grid of ``out`` ``(batch, f1, f2, f3[, ch])``: one fused pass
+    for linear and label warps (:func:`_apply3d_rows`), else the field, then :func:`warp3d`."""
+    top, method, constant, one, outside, _ = mode
+    n_batch, grid_shape, n_ch = out.shape[0], out.shape[1:4], image.shape[-1]
+    view = out.reshape(n_batch, -1, n_ch)
+    if method in (LINEAR, LABEL) and image.dtype == out.dtype:
+        units, unit_lanes, channel_lanes = _row_units(image, method)
+        _apply3d_rows(image, units, unit_lanes, channel_lanes, chain, grid_shape, coords, top, one, constant,
+                      outside, method == LABEL, _offset_type(image), disp_type, view)
+        return
+    ddf = np.empty((n_batch,) + grid_shape + (3,), disp_type.dtype)
+    chain3d(*chain, ddf)
+    warp3d(image, ddf.astype(coords.dtype, copy=False), np.zeros((1, 1, 1, 1, 3), coords.dtype), False, coords,
+           mode, view)
 
 
 @njit(inline="always")
@@ -437,15 +476,15 @@ def _compose3d_rows(outer, inner, coords, top, one, constant, weights, offset_ty
     zero = one - one
     for t in prange(n_batch * f1):
         b = t // f1
-        offsets, row_weights, unit_values, values, mixed = row_scratch(f3, 3, offset_type, src, src, src)
+        offsets, row_weights, unit_values, values, mixed, marks = row_scratch(f3, 3, offset_type, src, src, src)
         xi = coords[t - b * f1]
         largest = zero
         for j in range(f2):
             row = 3 * (t * f2 + j) * f3
             here, warped = disp[row : row + 3 * f3], dst[row : row + 3 * f3]
-            warp_row_either(src, (d1, d2, d3, 3), (0, 0, 0), (0, 0, 0), b * d1 * d2 * d3 * 3, here, xi, coords[j],
-                            coords, top, one, constant, zero, False, offsets, row_weights, unit_values, values, mixed,
-                            warped)
+            warp_row(src, src, (d1, d2, d3, 3), (0, 0, 0), (0, 0, 0), b * d1 * d2 * d3 * 3, here, xi, coords[j],
+                     coords, top, one, constant, zero, False, offsets, row_weights, unit_values, values, mixed, marks,
+                     warped)
             largest = combine_rows(here, warped, w_inner, w_outer, largest)
         change[t] = largest
 
@@ -515,6 +554,26 @@ def jacobian3d(ddf, inv_steps, half, one, out):
 
 
 @njit(inline="always")
+def field_at_voxel_row(fields, table, m, i, j, points):
+    """``formulas.field_at_voxel`` for the voxels ``(i, j, k)`` of one row, in place on ``points``: the row's
+    bounds along the first two axes once, and the range of ``k`` inside along the third, so that the loop
+    over it is a plain read and add."""
+    q0, q1, o2 = i + np.int64(m[0, 3]), j + np.int64(m[1, 3]), np.int64(m[2, 3])
+    n1, n2, n3 = table[1], table[2], table[3]
+    if not (q0 >= 0 and q0 < n1 and q1 >= 0 and q1 < n2):
+        return
+    first, last = max(0, -o2), min(points.shape[1], n3 - o2)
+    if first >= last:
+        return
+    start = table[0] + 3 * ((q0 * n2 + q1) * n3 + o2 + first)
+    row = fields[start : start + 3 * (last - first)]
+    for k in range(last - first):
+        points[0, first + k] = points[0, first + k] + row[3 * k]
+        points[1, first + k] = points[1, first + k] + row[3 * k + 1]
+        points[2, first + k] = points[2, first + k] + row[3 * k + 2]
+
+
+@njit(inline="always")
 def chain_row(i, j, start, kinds, matrices, fields, tables, finish, subtract, points, out):
     """``formulas.chain_point`` for the voxels ``(i, j, k)`` of one row, one step at a time over the whole
     row (the affine passes vectorise); ``points`` is ``(3, f3)`` float64 scratch, ``out`` the row's flat
@@ -527,10 +586,12 @@ def chain_row(i, j, start, kinds, matrices, fields, tables, finish, subtract, po
         if kinds[s] == 0:
             for k in range(points.shape[1]):
                 points[0, k], points[1, k], points[2, k] = affine_point(m, points[0, k], points[1, k], points[2, k])
-        else:
+        elif kinds[s] == 1:
             for k in range(points.shape[1]):
                 points[0, k], points[1, k], points[2, k] = field_step(fields, table, m, points[0, k], points[1, k],
                                                                       points[2, k])
+        else:
+            field_at_voxel_row(fields, table, m, i, j, points)
     for k in range(points.shape[1]):
         out[3 * k], out[3 * k + 1], out[3 * k + 2] = chain_end(i, j, k, finish, subtract, points[0, k],
                                                                points[1, k], points[2, k])
@@ -639,3 +700,21 @@ def nearest_axis_table(coords, top, constant, index):
     """``nearest_axis`` applied to every coordinate of a flat array (the generic n-D path)."""
     for t in prange(coords.shape[0]):
         index[t] = nearest_axis(coords[t], top, constant)
+
+
+_TILE = 32  # voxels along x and along z per tile of reverse_axes_copy
+
+
+@cached_njit(**_JIT)
+def reverse_axes_copy(src, out):
+    """``out[x, y, z, c] = src[c, z, y, x]``: a volume stored x fastest (NIfTI's order, ``src`` its
+    reversed-axes view) copied into C order, in tiles of ``_TILE`` along x and z so that both the reads
+    and the writes stay within cached lines; parallel over y."""
+    n_c, n_z, n_y, n_x = src.shape
+    for y in prange(n_y):
+        for x0 in range(0, n_x, _TILE):
+            for z0 in range(0, n_z, _TILE):
+                for x in range(x0, min(x0 + _TILE, n_x)):
+                    for z in range(z0, min(z0 + _TILE, n_z)):
+                        for c in range(n_c):
+                            out[x, y, z, c] = src[c, z, y, x]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import cuda
 
 from . import formulas
@@ -262,6 +263,26 @@ def chain3d(start, kinds, matrices, fields, tables, finish, subtract, out):
     _, f1, f2, f3, _ = out.shape
     _launch(_chain3d, out.size // 3, start, kinds, matrices, fields, tables, finish, subtract, f1, f2, f3,
             out.size // 3, out.reshape(-1))
+
+
+def apply3d(image, chain, coords, mode, disp_type, out):
+    """``warp3d(image, ddf)``, ``ddf`` the field :func:`chain3d` makes of ``chain`` (its arguments before
+    ``out``) in ``disp_type``'s dtype on the grid of ``out`` ``(batch, f1, f2, f3[, ch])``: two launches,
+    the field into a scratch array of ``out``'s array module, then the warp."""
+    n_batch, grid_shape, n_ch = out.shape[0], out.shape[1:4], image.shape[-1]
+    ddf = _empty_like(out, (n_batch,) + grid_shape + (3,), disp_type.dtype)
+    chain3d(*chain, ddf)
+    grid = _empty_like(out, (1, 1, 1, 1, 3), coords.dtype)
+    warp3d(image, ddf.astype(coords.dtype, copy=False), grid, False, coords, mode, out.reshape(n_batch, -1, n_ch))
+
+
+def _empty_like(array, shape, dtype):
+    """An empty array of ``array``'s module (CuPy on a GPU, NumPy under the simulator)."""
+    if is_device_array(array):
+        import cupy
+
+        return cupy.empty(shape, dtype)
+    return np.empty(shape, dtype)
 
 
 def warp_grid3d(grid, theta, out):

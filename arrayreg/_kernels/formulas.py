@@ -371,31 +371,13 @@ def build(jit, ceil, call=None):
             dst[dst_base + ch] = value
 
     @jit
-    def sample_point3(src, dims, base, x, y, z, top, method, constant, one, outside, spline, dst, dst_base):
-        """Sample a 3-D volume at ``(x, y, z)`` and write its channels to ``dst[dst_base:dst_base + ch]``.
-
-        ``src`` is the flat C-order volume ``(batch, d1, d2, d3, ch)`` and
-        ``dims == (d1, d2, d3, ch)``; ``base`` is the flat offset of the batch
-        element.  Corners become flat offsets once per point, then every channel
-        is combined in DeepReg's order (axis 0, 1, then 2), or voted on
-        (``LABEL``).  ``CUBIC`` reads B-spline coefficients (:func:`cubic_point3`).
-        """
+    def linear_point3(src, dims, base, x, y, z, top, method, constant, one, outside, dst, dst_base):
+        """:func:`sample_point3` for ``LINEAR`` and ``LABEL``: the 8 corners (:func:`linear_axis`) and
+        :func:`store8` of every channel; with ``constant`` a corner outside the volume reads ``outside``."""
         d1, d2, d3, n_ch = dims
         s3 = n_ch
         s2 = d3 * s3
         s1 = d2 * s2
-        if method == CUBIC:
-            cubic_point3(src, dims, base, x, y, z, top, constant, one, outside, spline, dst, dst_base)
-            return
-        if method == NEAREST:
-            i = nearest_axis(x, top[0], constant)
-            j = nearest_axis(y, top[1], constant)
-            k = nearest_axis(z, top[2], constant)
-            inside = i >= 0 and j >= 0 and k >= 0
-            offset = base + i * s1 + j * s2 + k * s3
-            for ch in range(n_ch):
-                dst[dst_base + ch] = corner(src, offset + ch, inside, outside)
-            return
         i0, i1, wi = linear_axis(x, top[0], one, constant)
         j0, j1, wj = linear_axis(y, top[1], one, constant)
         k0, k1, wk = linear_axis(z, top[2], one, constant)
@@ -423,6 +405,35 @@ def build(jit, ceil, call=None):
                 corner(src, a0 + b1 + c1 + ch, in_i0 and in_j1 and in_k1, outside),
                 corner(src, a1 + b1 + c1 + ch, in_i1 and in_j1 and in_k1, outside),
                 wi, wj, wk, one, outside)
+
+
+    @jit
+    def sample_point3(src, dims, base, x, y, z, top, method, constant, one, outside, spline, dst, dst_base):
+        """Sample a 3-D volume at ``(x, y, z)`` and write its channels to ``dst[dst_base:dst_base + ch]``.
+
+        ``src`` is the flat C-order volume ``(batch, d1, d2, d3, ch)`` and
+        ``dims == (d1, d2, d3, ch)``; ``base`` is the flat offset of the batch
+        element.  Corners become flat offsets once per point, then every channel
+        is combined in DeepReg's order (axis 0, 1, then 2), or voted on
+        (``LABEL``).  ``CUBIC`` reads B-spline coefficients (:func:`cubic_point3`).
+        """
+        d1, d2, d3, n_ch = dims
+        s3 = n_ch
+        s2 = d3 * s3
+        s1 = d2 * s2
+        if method == CUBIC:
+            cubic_point3(src, dims, base, x, y, z, top, constant, one, outside, spline, dst, dst_base)
+            return
+        if method == NEAREST:
+            i = nearest_axis(x, top[0], constant)
+            j = nearest_axis(y, top[1], constant)
+            k = nearest_axis(z, top[2], constant)
+            inside = i >= 0 and j >= 0 and k >= 0
+            offset = base + i * s1 + j * s2 + k * s3
+            for ch in range(n_ch):
+                dst[dst_base + ch] = corner(src, offset + ch, inside, outside)
+            return
+        linear_point3(src, dims, base, x, y, z, top, method, constant, one, outside, dst, dst_base)
 
 
     @call
@@ -587,12 +598,28 @@ def build(jit, ceil, call=None):
                 x2 + field_component(fields, 2, a0, a1, b0, b1, c0, c1, wi, wj, wk, one))
 
     @jit
+    def field_at_voxel(fields, table, m, i, j, k, x0, x1, x2):
+        """:func:`field_step` for a field whose voxel is the reference voxel ``(i, j, k)`` moved by whole
+        voxels, ``q = (i, j, k) + m[:, 3]`` (``m``'s 3x3 part the identity, its offsets integers): ITK's rule
+        at an integral point reads that voxel's own vector where ``0 <= q < n`` on every axis, else 0.
+
+        ``table = (offset in fields, n1, n2, n3)``.
+        """
+        q0, q1, q2 = i + np.int64(m[0, 3]), j + np.int64(m[1, 3]), k + np.int64(m[2, 3])
+        n1, n2, n3 = table[1], table[2], table[3]
+        if not (q0 >= 0 and q0 < n1 and q1 >= 0 and q1 < n2 and q2 >= 0 and q2 < n3):
+            return x0, x1, x2
+        offset = table[0] + 3 * ((q0 * n2 + q1) * n3 + q2)
+        return x0 + fields[offset], x1 + fields[offset + 1], x2 + fields[offset + 2]
+
+    @jit
     def chain_point(i, j, k, start, kinds, matrices, fields, tables, finish, subtract):
         """The displacement of reference voxel ``(i, j, k)`` through a chain of world transforms, in float64.
 
         ``x = start @ [i, j, k, 1]`` (the voxel in world coordinates), then for each step ``s`` in order an
-        affine (``kinds[s] == 0``) ``x = matrices[s] @ [x, 1]`` or a field (``kinds[s] == 1``,
-        :func:`field_step` with ``matrices[s]`` and ``tables[s]``).  Returns
+        affine (``kinds[s] == 0``) ``x = matrices[s] @ [x, 1]``, a field (``kinds[s] == 1``,
+        :func:`field_step` with ``matrices[s]`` and ``tables[s]``) or, first in the chain only, a field
+        read at the reference voxels (``kinds[s] == 2``, :func:`field_at_voxel`).  Returns
         ``finish @ [x, 1] - subtract @ [i, j, k, 1]``.  The CPU kernel makes the same calls step by step
         over a row of voxels, so both targets round alike.
         """
@@ -600,8 +627,10 @@ def build(jit, ceil, call=None):
         for s in range(kinds.shape[0]):
             if kinds[s] == 0:
                 x0, x1, x2 = affine_point(matrices[s], x0, x1, x2)
-            else:
+            elif kinds[s] == 1:
                 x0, x1, x2 = field_step(fields, tables[s], matrices[s], x0, x1, x2)
+            else:
+                x0, x1, x2 = field_at_voxel(fields, tables[s], matrices[s], i, j, k, x0, x1, x2)
         return chain_end(i, j, k, finish, subtract, x0, x1, x2)
 
     @jit
@@ -619,6 +648,7 @@ def build(jit, ceil, call=None):
         tf_lerp=tf_lerp,
         corner=corner,
         sample_point3=sample_point3,
+        linear_point3=linear_point3,
         label_vote=label_vote,
         spline_line=spline_line,
         cubic_axis=cubic_axis,
@@ -632,5 +662,6 @@ def build(jit, ceil, call=None):
         chain_point=chain_point,
         affine_point=affine_point,
         field_step=field_step,
+        field_at_voxel=field_at_voxel,
         chain_end=chain_end,
     )

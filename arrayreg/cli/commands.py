@@ -65,7 +65,6 @@ def cmd_warp(args) -> None:
 
 
 def cmd_apply(args) -> None:
-    from .. import warp_image_ddf
     from ..io import FieldTransform
 
     targets = _targets(args.image, args.out, _default_name(args.image))
@@ -80,14 +79,10 @@ def cmd_apply(args) -> None:
     if args.output_field:
         io.write_transform(Path(args.output_field), io.transforms_to_field(chain, shape, reference.affine))
         print(f"wrote {args.output_field}")
-    ddf, ddf_affine = None, None  # the composed DDF of the last moving grid: consecutive images of one grid share it
     for path, target in _progress(list(zip(args.image, targets)), "apply", len(targets) > 1):
         data, image = _load_image(path)
-        if ddf_affine is None or not np.array_equal(image.affine, ddf_affine):
-            ddf_affine = image.affine
-            ddf = xp.asarray(io.transforms_to_ddf(chain, shape, reference.affine, ddf_affine))
-        warped = warp_image_ddf(xp.asarray(data[None]), ddf, interpolation=args.interpolation, boundary="constant",
-                                fill_value=args.fill_value)
+        warped = io.apply_transforms(xp.asarray(data[None]), chain, shape, reference.affine, image.affine,
+                                     interpolation=args.interpolation, fill_value=args.fill_value)
         io.save_nifti(target, to_host(warped)[0], like=reference)
         print(f"wrote {target}")
 

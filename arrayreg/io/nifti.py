@@ -33,7 +33,9 @@ def load_nifti(path):
     Returns
     -------
     data : numpy.ndarray
-        The array as stored, in native byte order.
+        The array as stored, in native byte order and C order (NIfTI stores x fastest; a volume of
+        shape ``(X, Y, Z)``, ``(X, Y, Z, C)`` or ``(X, Y, Z, 1, C)`` is reordered by a parallel tiled copy,
+        which the kernels would otherwise make with NumPy's much slower strided one).
     image : nibabel.Nifti1Image or nibabel.Nifti2Image
         Its affine and header.
 
@@ -47,7 +49,25 @@ def load_nifti(path):
         data = np.asanyarray(image.dataobj)
     except Exception as error:  # noqa: BLE001 - nibabel raises many kinds; the user needs one line
         raise NiftiError(f"{path}: not a readable NIfTI file ({error.__class__.__name__}: {error})") from error
-    return np.asarray(data, dtype=data.dtype.newbyteorder("=")), image
+    return _c_order(np.asarray(data, dtype=data.dtype.newbyteorder("="))), image
+
+
+_TILED_KINDS = {np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+                                      np.uint64, np.float32, np.float64)}
+
+
+def _c_order(data):
+    """``data`` C-contiguous; a volume stored x fastest takes ``kernels.cpu.reverse_axes_copy``."""
+    volume = data.ndim in (3, 4) or (data.ndim == 5 and data.shape[3] == 1)
+    if data.flags.c_contiguous or not data.flags.f_contiguous or not volume or data.dtype not in _TILED_KINDS:
+        return np.ascontiguousarray(data)
+    from .._kernels import cpu
+
+    shape = data.shape
+    channels = data.reshape(shape[:3] + (-1,), order="F")  # (X, Y, Z, C), still x fastest: a view
+    out = np.empty(channels.shape, data.dtype)
+    cpu.reverse_axes_copy(channels.T, out)
+    return out.reshape(shape)
 
 
 def load_nifti_header(path):

@@ -24,9 +24,11 @@ import numpy as np
 
 from .. import _validation as validate
 from .._backend import backend_of
+from .._docstrings import fill
+from .._plan import plan_sampling
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS, its own inverse
-AFFINE_STEP, FIELD_STEP = 0, 1  # the step kinds of kernels.chain3d
+AFFINE_STEP, FIELD_STEP, FIELD_AT_VOXEL = 0, 1, 2  # the step kinds of kernels.chain3d
 
 
 def check_affine(matrix, name: str) -> np.ndarray:
@@ -132,7 +134,24 @@ def _steps(transforms, start, finish):
         pending = np.eye(4)
         steps.append((FIELD_STEP, np.linalg.inv(transform.affine) @ LPS, transform.field))  # LPS -> field voxel
     steps = [step for step in steps if not (step[0] == AFFINE_STEP and np.array_equal(step[1], np.eye(4)))]
-    return start, steps, finish @ pending
+    return start, _read_at_voxels(start, steps), finish @ pending
+
+
+def _read_at_voxels(start, steps):
+    """``steps`` with the first field read at the reference voxels themselves (``FIELD_AT_VOXEL``, no
+    interpolation) when its grid is the reference grid moved by whole voxels: ``matrix @ start`` is
+    ``[I | o]`` with ``o`` integers, to 1e-12 in the 3x3 part and 1e-9 voxel in ``o``.  ITK's linear rule
+    at an integral point gives that voxel's own vector, so only the rounding of ``q`` is left out."""
+    if not steps or steps[0][0] != FIELD_STEP:
+        return steps
+    _, matrix, field = steps[0]
+    voxels = matrix @ start
+    offset = np.round(voxels[:3, 3])
+    if np.abs(voxels[:3, :3] - np.eye(3)).max() > 1e-12 or np.abs(voxels[:3, 3] - offset).max() > 1e-9:
+        return steps
+    shift = np.eye(4)
+    shift[:3, 3] = offset
+    return [(FIELD_AT_VOXEL, shift, field)] + steps[1:]
 
 
 def _chain_tables(steps, xp):
@@ -157,20 +176,33 @@ def _chain_tables(steps, xp):
     return xp.asarray(kinds), xp.asarray(matrices), flat, xp.asarray(tables)
 
 
-def _collapse(transforms, reference_shape, reference_affine, finish, subtract, dtype):
-    transforms = _check_chain(transforms)
-    shape = validate.check_size3(reference_shape, "reference_shape")
-    backend = backend_of(**{f"transforms[{n}].field": t.field for n, t in enumerate(transforms)
-                            if isinstance(t, FieldTransform)})
-    xp = backend.xp
+def _field_arrays(transforms) -> dict:
+    """The chain's field arrays by argument name (for the backend's choice and its messages)."""
+    return {f"transforms[{n}].field": t.field for n, t in enumerate(transforms) if isinstance(t, FieldTransform)}
+
+
+def _check_dtype(dtype) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64; got {dtype}")
+    return dtype
+
+
+def _chain_arguments(transforms, reference_affine, finish, subtract, xp) -> tuple:
+    """The arguments of ``kernels.chain3d`` before ``out``."""
     start, steps, finish = _steps(transforms, LPS @ reference_affine, finish)
     kinds, matrices, fields, tables = _chain_tables(steps, xp)
+    return (xp.asarray(start[:3]), kinds, matrices, fields, tables, xp.asarray(finish[:3]), xp.asarray(subtract[:3]))
+
+
+def _collapse(transforms, reference_shape, reference_affine, finish, subtract, dtype):
+    transforms = _check_chain(transforms)
+    shape = validate.check_size3(reference_shape, "reference_shape")
+    backend = backend_of(**_field_arrays(transforms))
+    xp = backend.xp
+    dtype = _check_dtype(dtype)
     out = xp.empty((1,) + shape + (3,), dtype=dtype)
-    backend.kernels.chain3d(xp.asarray(start[:3]), kinds, matrices, fields, tables, xp.asarray(finish[:3]),
-                            xp.asarray(subtract[:3]), out)
+    backend.kernels.chain3d(*_chain_arguments(transforms, reference_affine, finish, subtract, xp), out)
     return out
 
 
@@ -226,6 +258,64 @@ def transforms_to_ddf_block(transforms, block_shape, reference_affine, moving_af
     reference_affine = check_affine(reference_affine, "reference_affine") @ shift
     finish = np.linalg.inv(check_affine(moving_affine, "moving_affine")) @ LPS
     return _collapse(transforms, block_shape, reference_affine, finish, shift, dtype)
+
+
+@fill
+def apply_transforms(image, transforms, reference_shape, reference_affine, moving_affine, *,
+                     interpolation: str = "linear", fill_value=0.0, dtype=np.float32):
+    """Resample a moving image onto a reference grid through a chain of world transforms, as
+    ``antsApplyTransforms`` and ITK's ``Resample`` do.
+
+    ``out[b] = warp_image_ddf(image[b:b + 1], ddf, interpolation=interpolation,
+    boundary="constant", fill_value=fill_value)`` with
+    ``ddf = transforms_to_ddf(transforms, reference_shape, reference_affine,
+    moving_affine, dtype=dtype)``, bit for bit; every batch element takes the
+    same chain.  Linear and label warps on the CPU run in one pass that never
+    stores the DDF: each row of displacements is collapsed (rounded to
+    ``dtype``, as the DDF would be) and warped at once.  Nearest and cubic
+    warps, and the GPU, make the DDF first.
+
+    Parameters
+    ----------
+    image : array, shape (batch, m1, m2, m3) or (batch, m1, m2, m3, ch)
+        The moving image (NumPy or CuPy), on the grid of ``moving_affine``.
+    transforms : list of AffineTransform and FieldTransform (or one of them)
+        In ``-t`` order: the first acts first on the point.
+    reference_shape : 3 ints
+    reference_affine, moving_affine : array, shape (4, 4)
+        The NIfTI vox-to-RAS affines of the reference and moving grids.
+    {{interpolation}}
+    fill_value : float, default 0.0
+        The value outside the moving image (ANTs' default is 0); as ``fill_value`` of
+        :func:`arrayreg.warp_image_ddf` with ``boundary="constant"``.
+    dtype : float32 (default) or float64
+        The displacements' rounding, as in :func:`transforms_to_ddf`.
+
+    Returns
+    -------
+    array, shape (batch, n1, n2, n3) or (batch, n1, n2, n3, ch)
+        In the dtype of :func:`arrayreg.warp_image_ddf`'s rule (the displacements count as ``dtype``).
+    """
+    transforms = _check_chain(transforms)
+    backend = backend_of(image=image, **_field_arrays(transforms))
+    xp = backend.xp
+    image = validate.as_array(image, "image", xp)
+    if image.ndim not in (4, 5):
+        raise ValueError(f"image must have shape (batch, m1, m2, m3) or (batch, m1, m2, m3, ch); got {image.shape}")
+    shape = validate.check_size3(reference_shape, "reference_shape")
+    reference_affine = check_affine(reference_affine, "reference_affine")
+    finish = np.linalg.inv(check_affine(moving_affine, "moving_affine")) @ LPS
+    disp_type = np.empty(0, _check_dtype(dtype))
+    plan = plan_sampling(backend, image, "image", 3, image.ndim == 5, (disp_type,), interpolation, "constant",
+                         fill_value)
+    out, _ = plan.empty_output(image.shape[0], shape)
+    if out.size == 0:
+        return out
+    coords = xp.arange(max(shape), dtype=plan.coord_dtype)  # coords[i] == i
+    chain = _chain_arguments(transforms, reference_affine, finish, np.eye(4), xp)
+    backend.kernels.apply3d(plan.vol, chain, coords, plan.mode, disp_type,
+                            out.reshape(out.shape[:4] + (plan.vol.shape[-1],)))
+    return out
 
 
 def transforms_to_field(transforms, reference_shape, reference_affine, *, dtype=np.float32) -> FieldTransform:
