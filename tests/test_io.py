@@ -46,3 +46,18 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         io.save_nifti(tmp_path / "out.nii.gz", np.zeros((2, 2, 2), np.float32))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("shape", [(7, 6, 5), (7, 6, 5, 2), (7, 6, 5, 1, 3), (4, 3, 2, 2, 2)])
+@pytest.mark.parametrize("dtype", ["<f4", ">f8", "<i2", "u1"])
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_loaded_volumes_are_c_ordered_and_equal_to_nibabels_array(tmp_path, rng, shape, dtype, suffix):
+    """NIfTI stores x fastest; the tiled reordering gives nibabel's values in C order, in native byte order."""
+    values = rng.integers(0, 100, shape).astype(dtype)
+    path = tmp_path / f"volume{suffix}"
+    image = nib.Nifti1Image(values, np.eye(4))
+    image.header.set_data_dtype(np.dtype(dtype))
+    nib.save(image, path)
+    data, _ = io.load_nifti(path)
+    assert data.flags.c_contiguous and data.dtype == np.dtype(dtype).newbyteorder("=")
+    np.testing.assert_array_equal(data, np.asarray(nib.load(path).dataobj))
