@@ -122,19 +122,6 @@ def test_nearest_resampling_matches_simpleitk_away_from_ties(scene, name):
     np.testing.assert_array_equal(warped[away], expected[away])
 
 
-@pytest.mark.parametrize("name", list(CHAINS))
-def test_the_collapsed_field_matches_simpleitk_transform_to_displacement_field(scene, name):
-    """Everywhere on the reference grid, the field's half-voxel edge rule included."""
-    reference = scene["reference"]
-    expected = sitk.GetArrayFromImage(sitk.TransformToDisplacementField(
-        sitk_chain(scene, name), sitk.sitkVectorFloat64, reference.GetSize(), reference.GetOrigin(),
-        reference.GetSpacing(), reference.GetDirection())).transpose(2, 1, 0, 3)
-    field = io.transforms_to_field(our_chain(scene, name), reference.GetSize(), nifti_affine(reference),
-                                   dtype=np.float64)
-    np.testing.assert_allclose(field.field, expected, atol=1e-9)
-    np.testing.assert_allclose(field.affine, nifti_affine(reference))
-
-
 @pytest.fixture(scope="module")
 def scene_on_reference_grid(scene):
     """The scene with its field on the reference grid itself (oblique, anisotropic): the usual ANTs output,
@@ -145,16 +132,29 @@ def scene_on_reference_grid(scene):
     return dict(scene, field=sitk_image(field, reference.GetSpacing(), reference.GetOrigin(), (10, -5, 20)))
 
 
+SCENES = {"its own grid": "scene", "the reference grid": "scene_on_reference_grid"}  # where the field lies
+
+
+@pytest.mark.parametrize("grid", list(SCENES))
 @pytest.mark.parametrize("name", list(CHAINS))
-def test_a_field_on_the_reference_grid_matches_simpleitk(scene_on_reference_grid, name):
-    scene = scene_on_reference_grid
-    reference, moving = scene["reference"], scene["moving"]
+def test_the_collapsed_field_matches_simpleitk_transform_to_displacement_field(request, grid, name):
+    """Everywhere on the reference grid, the field's half-voxel edge rule included."""
+    scene = request.getfixturevalue(SCENES[grid])
+    reference = scene["reference"]
     expected = sitk.GetArrayFromImage(sitk.TransformToDisplacementField(
         sitk_chain(scene, name), sitk.sitkVectorFloat64, reference.GetSize(), reference.GetOrigin(),
         reference.GetSpacing(), reference.GetDirection())).transpose(2, 1, 0, 3)
     field = io.transforms_to_field(our_chain(scene, name), reference.GetSize(), nifti_affine(reference),
                                    dtype=np.float64)
     np.testing.assert_allclose(field.field, expected, atol=1e-9)
+    np.testing.assert_allclose(field.affine, nifti_affine(reference))
+
+
+@pytest.mark.parametrize("grid", list(SCENES))
+@pytest.mark.parametrize("name", list(CHAINS))
+def test_apply_transforms_matches_simpleitk_resample(request, grid, name):
+    scene = request.getfixturevalue(SCENES[grid])
+    reference, moving = scene["reference"], scene["moving"]
     resampled = sitk.GetArrayFromImage(sitk.Resample(moving, reference, sitk_chain(scene, name), sitk.sitkLinear,
                                                      0.0)).transpose(2, 1, 0)
     moving_values = sitk.GetArrayFromImage(moving).transpose(2, 1, 0)
@@ -194,12 +194,11 @@ APPLY_CASES = {
 }
 
 
-@pytest.mark.parametrize("grid", ["its own grid", "the reference grid"])
+@pytest.mark.parametrize("grid", list(SCENES))
 @pytest.mark.parametrize("channels", [None, 2, 4])
 @pytest.mark.parametrize("case", list(APPLY_CASES))
-def test_apply_transforms_is_transforms_to_ddf_then_the_warp_bit_for_bit(scene, scene_on_reference_grid, grid,
-                                                                         channels, case):
-    scene = scene if grid == "its own grid" else scene_on_reference_grid
+def test_apply_transforms_is_transforms_to_ddf_then_the_warp_bit_for_bit(request, grid, channels, case):
+    scene = request.getfixturevalue(SCENES[grid])
     reference, moving = scene["reference"], scene["moving"]
     rng = np.random.default_rng(1)
     image = rng.standard_normal((2,) + moving.GetSize() + ((channels,) if channels else ())).astype(np.float32)
