@@ -34,6 +34,12 @@ def kernel_array(array, dtype=None, xp=np):
     return xp.ascontiguousarray(array, dtype=dtype)
 
 
+def coordinate_table(shape, dtype, xp):
+    """``table[i] == i`` in ``dtype``, long enough for every axis of ``shape`` (the reference grid's
+    coordinates, which the row kernels read instead of a grid array)."""
+    return xp.arange(max(shape), dtype=dtype)
+
+
 def value_dtype(image: np.ndarray, compute: np.dtype, nearest: bool) -> np.dtype:
     """dtype the kernel reads the image in.
 

@@ -7,12 +7,7 @@ import numpy as np
 from . import _validation as validate
 from ._backend import backend_of
 from ._docstrings import fill
-from ._plan import compute_dtype, kernel_array, plan_sampling
-
-
-def _coordinate_table(shape, dtype, xp):
-    """``table[i] == i`` in ``dtype``, long enough for every axis of ``shape``."""
-    return xp.arange(max(shape), dtype=dtype)
+from ._plan import compute_dtype, coordinate_table, kernel_array, plan_sampling
 
 
 @fill
@@ -94,7 +89,7 @@ def warp_image_ddf(image, ddf, grid_ref=None, *, interpolation: str = "linear", 
     use_grid = grid_ref is not None
     grid = kernel_array(grid_ref, dtype, xp) if use_grid else xp.zeros((1, 1, 1, 1, 3), dtype=dtype)
     backend.kernels.warp3d(plan.vol, kernel_array(ddf, dtype, xp), grid, use_grid,
-                           _coordinate_table(ddf.shape[1:4], dtype, xp), plan.mode, out_view)
+                           coordinate_table(ddf.shape[1:4], dtype, xp), plan.mode, out_view)
     return out
 
 
@@ -144,7 +139,7 @@ def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
         return current
     validate.check_spatial_nonempty(dvf.shape[1:4], "dvf")
     spare = xp.empty_like(current)
-    coords = _coordinate_table(dvf.shape[1:4], dtype, xp)
+    coords = coordinate_table(dvf.shape[1:4], dtype, xp)
     mode = plan_sampling(backend, current, "dvf", 3, True, (current,), "linear", "clamp", 0.0).mode
     one = dtype.type(1)
     change = xp.empty(current.shape[0] * current.shape[1], dtype=dtype)  # unused: each step is a fixed count

@@ -274,6 +274,15 @@ def test_wild_field_values_stay_in_bounds():
     assert np.isnan(ddf[0, 1, 1, 1]).all() and np.array_equal(ddf[0, 3, 3, 3], [0, 0, 0])
 
 
+@pytest.mark.parametrize("shift", [1e12, 1e20, -1e300])
+def test_a_field_on_a_grid_moved_beyond_int64_voxels_reads_nothing(shift):
+    """Whole-voxel offsets too large for the voxel read go through the general field step: zero displacement."""
+    moved = np.eye(4)
+    moved[0, 3] = shift
+    field = io.FieldTransform(np.ones((3, 3, 3, 3), np.float32), moved)
+    np.testing.assert_array_equal(io.transforms_to_ddf([field], (2, 2, 2), np.eye(4), np.eye(4)), 0)
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: io.transforms_to_ddf(["x"], (2, 2, 2), np.eye(4), np.eye(4)), "transforms\\[0\\] must be"),
     (lambda: io.transforms_to_ddf([], (2, 2, 2), np.zeros((4, 4)), np.eye(4)), "reference_affine must be"),

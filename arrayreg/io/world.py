@@ -25,7 +25,7 @@ import numpy as np
 from .. import _validation as validate
 from .._backend import backend_of
 from .._docstrings import fill
-from .._plan import plan_sampling
+from .._plan import coordinate_table, plan_sampling
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS, its own inverse
 AFFINE_STEP, FIELD_STEP, FIELD_AT_VOXEL = 0, 1, 2  # the step kinds of kernels.chain3d
@@ -140,14 +140,16 @@ def _steps(transforms, start, finish):
 def _read_at_voxels(start, steps):
     """``steps`` with the first field read at the reference voxels themselves (``FIELD_AT_VOXEL``, no
     interpolation) when its grid is the reference grid moved by whole voxels: ``matrix @ start`` is
-    ``[I | o]`` with ``o`` integers, to 1e-12 in the 3x3 part and 1e-9 voxel in ``o``.  ITK's linear rule
-    at an integral point gives that voxel's own vector, so only the rounding of ``q`` is left out."""
+    ``[I | o]`` with ``o`` integers, to 1e-12 in the 3x3 part and 1e-9 voxel in ``o``, and ``|o| <= 2**31``
+    (the kernels' int64 index arithmetic).  ITK's linear rule at an integral point gives that voxel's own
+    vector, so only the rounding of ``q`` is left out."""
     if not steps or steps[0][0] != FIELD_STEP:
         return steps
     _, matrix, field = steps[0]
     voxels = matrix @ start
     offset = np.round(voxels[:3, 3])
-    if np.abs(voxels[:3, :3] - np.eye(3)).max() > 1e-12 or np.abs(voxels[:3, 3] - offset).max() > 1e-9:
+    if (np.abs(voxels[:3, :3] - np.eye(3)).max() > 1e-12 or np.abs(voxels[:3, 3] - offset).max() > 1e-9
+            or np.abs(offset).max() > 2**31):
         return steps
     shift = np.eye(4)
     shift[:3, 3] = offset
@@ -206,6 +208,11 @@ def _collapse(transforms, reference_shape, reference_affine, finish, subtract, d
     return out
 
 
+def _lps_to_voxels(moving_affine) -> np.ndarray:
+    """LPS millimetres to the voxels of the grid whose vox-to-RAS affine is ``moving_affine``."""
+    return np.linalg.inv(check_affine(moving_affine, "moving_affine")) @ LPS
+
+
 def transforms_to_ddf(transforms, reference_shape, reference_affine, moving_affine, *, dtype=np.float32):
     """Collapse a chain of world transforms into one voxel DDF on the reference grid, in one pass.
 
@@ -256,8 +263,7 @@ def transforms_to_ddf_block(transforms, block_shape, reference_affine, moving_af
     shift = np.eye(4)
     shift[:3, 3] = origin
     reference_affine = check_affine(reference_affine, "reference_affine") @ shift
-    finish = np.linalg.inv(check_affine(moving_affine, "moving_affine")) @ LPS
-    return _collapse(transforms, block_shape, reference_affine, finish, shift, dtype)
+    return _collapse(transforms, block_shape, reference_affine, _lps_to_voxels(moving_affine), shift, dtype)
 
 
 @fill
@@ -304,14 +310,14 @@ def apply_transforms(image, transforms, reference_shape, reference_affine, movin
         raise ValueError(f"image must have shape (batch, m1, m2, m3) or (batch, m1, m2, m3, ch); got {image.shape}")
     shape = validate.check_size3(reference_shape, "reference_shape")
     reference_affine = check_affine(reference_affine, "reference_affine")
-    finish = np.linalg.inv(check_affine(moving_affine, "moving_affine")) @ LPS
+    finish = _lps_to_voxels(moving_affine)
     disp_type = np.empty(0, _check_dtype(dtype))
     plan = plan_sampling(backend, image, "image", 3, image.ndim == 5, (disp_type,), interpolation, "constant",
                          fill_value)
     out, _ = plan.empty_output(image.shape[0], shape)
     if out.size == 0:
         return out
-    coords = xp.arange(max(shape), dtype=plan.coord_dtype)  # coords[i] == i
+    coords = coordinate_table(shape, plan.coord_dtype, xp)
     chain = _chain_arguments(transforms, reference_affine, finish, np.eye(4), xp)
     backend.kernels.apply3d(plan.vol, chain, coords, plan.mode, disp_type,
                             out.reshape(out.shape[:4] + (plan.vol.shape[-1],)))
