@@ -32,19 +32,33 @@ def test_warp_matches_scipy_with_different_moving_and_fixed_sizes(rng, channels,
 @pytest.mark.parametrize("channels", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_default_warp_rows_equal_resample_points_bitwise(rng, channels, dtype):
-    """The row kernel of the default mode (wide corner moves, int32 offsets) against the per-point resample."""
+    """The row kernels of the default mode (fused for 1 to 4 channels, gather rows with int32 offsets for 5)
+    against the per-point resample."""
     image = rng.standard_normal((2, 9, 10, 11, channels)).astype(dtype)
     ddf = rng.uniform(-4, 4, (2, 6, 7, 8, 3)).astype(dtype)
     want = resample(image, get_reference_grid((6, 7, 8))[None].astype(dtype) + ddf)
     np.testing.assert_array_equal(warp_image_ddf(image, ddf), want)
 
 
+@pytest.mark.parametrize("channels", [None, 3, 5])
+@pytest.mark.parametrize("boundary", ["clamp", "constant"])
+def test_rows_longer_than_a_stack_tile_equal_resample_points_bitwise(rng, channels, boundary):
+    """Rows of 600 points: the fused kernel's third, partial tile of 256, with points outside in every tile."""
+    image = rng.standard_normal((1, 3, 4, 590) + ((channels,) if channels else ())).astype(np.float32)
+    ddf = rng.uniform(-3, 3, (1, 3, 2, 600, 3)).astype(np.float32)
+    ddf[0, 1, 1, ::97] = [0.0, 0.0, -700.0]
+    ddf[0, 2, 0, 5::150, 2] = np.nan
+    want = resample(image, get_reference_grid((3, 2, 600))[None] + ddf, boundary=boundary, fill_value=-1.5)
+    np.testing.assert_array_equal(warp_image_ddf(image, ddf, boundary=boundary, fill_value=-1.5), want)
+
+
 def test_misaligned_data_and_int64_offsets_give_the_same_warp(rng, monkeypatch):
     from arrayreg._kernels import cpu
 
-    image = rng.standard_normal((1, 9, 10, 11, 4)).astype(np.float32)
+    image = rng.standard_normal((1, 9, 10, 11, 5)).astype(np.float32)
+    labels = rng.integers(0, 4, (1, 9, 10, 11)).astype(np.int16)
     ddf = rng.uniform(-4, 4, (1, 6, 7, 8, 3)).astype(np.float32)
-    want, want_integrated = warp_image_ddf(image, ddf), integrate_dvf(ddf)
+    want, want_labels = warp_image_ddf(image, ddf), warp_image_ddf(labels, ddf, interpolation="label")
     buffer = np.empty(image.size + 1, np.float32)
     shifted = buffer[1:].reshape(image.shape)  # C-contiguous, 4 bytes off a 16-byte boundary
     shifted[...] = image
@@ -52,7 +66,7 @@ def test_misaligned_data_and_int64_offsets_give_the_same_warp(rng, monkeypatch):
     np.testing.assert_array_equal(warp_image_ddf(shifted, ddf), want)
     monkeypatch.setattr(cpu, "_offset_type", lambda array: np.empty(0, np.int64))
     np.testing.assert_array_equal(warp_image_ddf(image, ddf), want)
-    np.testing.assert_array_equal(integrate_dvf(ddf), want_integrated)
+    np.testing.assert_array_equal(warp_image_ddf(labels, ddf, interpolation="label"), want_labels)
 
 
 def test_warp_equals_resample_of_grid_plus_ddf_bitwise(rng):
@@ -199,11 +213,11 @@ def test_random_ddf_with_smoothness_below_one_stays_bounded():
     assert tiny.shape == (1, 5, 6, 7, 3) and np.all(np.isfinite(tiny))
 
 
-@pytest.mark.parametrize("channels", [None, 2, 3, 4])
+@pytest.mark.parametrize("channels", [None, 2, 3, 4, 5])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_constant_boundary_warp_matches_a_brute_force_loop_at_the_edges(rng, channels, dtype):
-    """Points on, just inside and just outside every face, far outside and NaN; 2 and 4 float32 channels
-    travel as one 8- or 16-byte unit per corner."""
+    """Points on, just inside and just outside every face, far outside and NaN; 1 to 4 channels take the
+    fused row kernel, 5 the gather rows."""
     image = rng.standard_normal((2, 5, 6, 7) + ((channels,) if channels else ())).astype(dtype)
     shape = (4, 5, 6)
     ddf = rng.uniform(-1.5, 1.5, (2,) + shape + (3,))

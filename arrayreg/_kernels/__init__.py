@@ -12,6 +12,9 @@ formulas
     The scalar maths of one output point (interpolation along an axis, sampling a
     point, the affine of a point, TensorFlow's lerp), written once and compiled
     per target by ``formulas.build(jit, ceil)``.
+stack
+    ``stack_pointer``: fixed-size scratch on a CPU kernel's stack, which lets LLVM turn a
+    loop of indexed loads into hardware gathers.
 cpu
     ``@cached_njit(parallel=True)`` loops (``prange`` over an outer axis) around the formulas.
 cuda
@@ -28,7 +31,7 @@ Numba idioms a reader meets here
   caller knows the mode, so Numba compiles one branch-free specialisation per mode
   instead of testing the flag per voxel.
 - **Type witnesses.**  Where a kernel must allocate per-thread scratch of a dtype
-  that depends on the call (``offset_type``, ``unit_type``), it receives a
+  that depends on the call (``offset_type``, ``disp_type``), it receives a
   zero-length array of that dtype: Numba types the allocation from the argument.
 - **Scalars by value.**  ``top`` (``dim - 1`` per axis), ``one`` and ``outside`` are
   scalars or tuples of the compute dtype: they travel in the launch parameters,

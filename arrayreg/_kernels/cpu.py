@@ -7,10 +7,12 @@ and native-endian.  Index arithmetic is int64 throughout.
 
 import numpy as np
 from numba import njit, prange
+from numba.np.numpy_support import carray
 
 from . import formulas
 from .formulas import CUBIC, LABEL, LINEAR, NEAREST
 from .jit import cached_njit
+from .stack import stack_pointer
 
 _F = formulas.build(njit(inline="always"), np.ceil, njit(nogil=True, error_model="numpy"))
 linear_axis = _F.linear_axis
@@ -33,7 +35,12 @@ linear_point3 = _F.linear_point3
 chain_end = _F.chain_end
 
 _JIT = dict(parallel=True, nogil=True, error_model="numpy")
+# The row bodies of the warp kernels are called, not inlined into the prange loop: Numba's inlining and parfor
+# passes copy a loop body's IR many times over, and inlined they tripled the compile time of each signature.
+_ROW = dict(nogil=True, error_model="numpy")
 _CHUNK = 4096  # points per parallel task in the resample kernels
+_TILE = 256  # points per stack tile of linear_row
+_TILE_VALUES = 4 * _TILE  # its values: up to 4 channels
 
 
 @njit(inline="always")
@@ -153,45 +160,45 @@ def _warp3d_points(image, ddf, grid, use_grid, coords, mode, out):
 
 
 @njit(inline="always")
-def warp_row(units, src, dims, unit_lanes, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside,
-             vote, offsets, weights, unit_values, values, mixed, marks, out):
-    """One fixed-grid row of a linear warp on the reference grid, in three loops and a fix-up.
+def warp_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, vote, offsets,
+             weights, values, mixed, marks, out):
+    """One fixed-grid row of a linear (or, with ``vote``, label) warp on the reference grid.
+
+    A linear warp with a compile-time channel count (``channel_lanes`` 1 to 4 zeros) takes
+    :func:`linear_row`; a label warp, or one with ``channel_lanes == ()`` (``dims[3]`` channels), takes
+    :func:`gather_row` and the per-task scratch ``offsets`` to ``marks`` of :func:`row_scratch`.
+    ``dims`` is ``(d1, d2, d3, channels)`` and ``base`` the batch element's first element.
+    """
+    if not vote and len(channel_lanes) > 0:
+        linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, out)
+    else:
+        gather_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, vote, offsets,
+                   weights, values, mixed, marks, out)
+
+
+@njit(**_ROW)
+def gather_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, vote, offsets,
+               weights, values, mixed, marks, out):
+    """:func:`warp_row` in three loops over heap scratch and a fix-up.
 
     1. per point, the clamped corners (``linear_axis``) as 8 flat offsets and the 3 weights;
-    2. per corner, its channels copied into ``unit_values`` (plain moves, no arithmetic);
-    3. per point and channel, ``trilinear`` of the 8 values (``values``, the same memory as ``unit_values``),
-       or with ``vote`` the label vote (``formulas.label_vote``; 8 equal corners are copied without one);
+    2. per corner, its channels copied into ``values`` (plain moves, no arithmetic);
+    3. per point and channel, ``trilinear`` of the 8 values, or with ``vote`` the label vote
+       (``formulas.label_vote``; 8 equal corners are copied without one);
     4. with ``constant``, the points outside ``(0, top]`` on some axis (or NaN) again, one by one
-       (:func:`constant_fixup`).  Inside it the constant boundary's corners and weights are exactly the
-       clamped ones, so loops 1-3 serve every point and stay branch-free.
+       (:func:`mark_outside`, :func:`constant_fixup`).  Inside it the constant boundary's corners and weights
+       are exactly the clamped ones, so loops 1-3 serve every point and stay branch-free.
 
-    Loops 1 and 3 vectorise; loop 2 is a pure gather.  ``units`` is the flat
-    volume viewed in transport units: the element itself, or one 8- or 16-byte
-    unit holding all the channels of a voxel, so that a corner moves in one
-    load; ``src`` is the same volume in elements (for loop 4).  ``unit_lanes``
-    (units per voxel) and ``channel_lanes`` are tuples of zeros whose lengths
-    make those counts compile-time constants, or ``()`` to use ``dims[3]``
-    (many channels, element units).  ``offsets`` is int32 when every offset
-    fits, which doubles the points per gather.
+    Loops 1 and 3 vectorise; loop 2 is scalar loads, as LLVM cannot prove that its stores miss ``src``.
+    ``offsets`` is int32 when every offset fits, which halves its traffic.
     """
-    n_units = len(unit_lanes) if len(unit_lanes) > 0 else dims[3]
     n_ch = len(channel_lanes) if len(channel_lanes) > 0 else dims[3]
-    s2 = dims[2] * n_units
+    s2 = dims[2] * n_ch
     s1 = dims[1] * s2
     f3 = weights.shape[1]
-    n_outside = 0
     for k in range(f3):
-        x, y, z = xi + disp[3 * k], yj + disp[3 * k + 1], coords[k] + disp[3 * k + 2]
-        if constant:
-            outside_point = not (x > 0 and x <= top[0] and y > 0 and y <= top[1] and z > 0 and z <= top[2])
-            marks[k] = outside_point
-            n_outside += outside_point
-        i0, i1, wi = linear_axis(x, top[0], one, False)
-        j0, j1, wj = linear_axis(y, top[1], one, False)
-        k0, k1, wk = linear_axis(z, top[2], one, False)
-        a0, a1 = base + i0 * s1, base + i1 * s1
-        b0, b1 = j0 * s2, j1 * s2
-        c0, c1 = k0 * n_units, k1 * n_units
+        a0, a1, b0, b1, c0, c1, wi, wj, wk = clamped_corners(xi + disp[3 * k], yj + disp[3 * k + 1],
+                                                             coords[k] + disp[3 * k + 2], top, one, base, s1, s2, n_ch)
         offsets[0, k] = a0 + b0 + c0
         offsets[1, k] = a1 + b0 + c0
         offsets[2, k] = a0 + b1 + c0
@@ -204,11 +211,11 @@ def warp_row(units, src, dims, unit_lanes, channel_lanes, base, disp, xi, yj, co
         weights[1, k] = wj
         weights[2, k] = wk
     for m in range(8):
-        corner_offsets, corner_units = offsets[m], unit_values[m]
+        corner_offsets, corner_values = offsets[m], values[m]
         for k in range(f3):
             offset = corner_offsets[k]
-            for u in range(n_units):
-                corner_units[k * n_units + u] = units[offset + u]
+            for c in range(n_ch):
+                corner_values[k * n_ch + c] = src[offset + c]
     if vote:
         vote_row(values, weights, n_ch, one, outside, mixed, out)
     else:
@@ -218,16 +225,78 @@ def warp_row(units, src, dims, unit_lanes, channel_lanes, base, disp, xi, yj, co
                 q = k * n_ch + c
                 out[q] = trilinear(values[0, q], values[1, q], values[2, q], values[3, q], values[4, q],
                                    values[5, q], values[6, q], values[7, q], wi, wj, wk, one)
-    if constant and n_outside > 0:
-        constant_fixup(src, (dims[0], dims[1], dims[2], n_ch), (base // n_units) * n_ch, disp, xi, yj, coords, top,
-                       one, outside, LABEL if vote else LINEAR, marks, out)
+    if constant and mark_outside(disp, xi, yj, coords, top, marks) > 0:
+        constant_fixup(src, dims, base, disp, xi, yj, coords, top, one, outside, LABEL if vote else LINEAR, marks,
+                       out)
+
+
+@njit(**_ROW)
+def linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, out):
+    """One fixed-grid row of a linear warp on the reference grid with 1 to 4 channels, fused per point.
+
+    Per tile of ``_TILE`` points: each point's clamped corners (``linear_axis``), its 8 corner values per
+    channel read straight from ``src`` and combined by ``trilinear`` into a stack buffer (so that the loop
+    vectorises with hardware gathers: see :mod:`.stack`), the buffer copied to ``out``; then, with
+    ``constant``, the points outside ``(0, top]`` on some axis (or NaN) again (:func:`mark_outside`,
+    :func:`constant_fixup`).  ``channel_lanes`` is a tuple whose length is the channel count.  The values are
+    exactly :func:`gather_row`'s, operation for operation.
+    """
+    n_ch = len(channel_lanes)
+    s2 = dims[2] * n_ch
+    s1 = dims[1] * s2
+    f3 = out.shape[0] // n_ch
+    values = carray(stack_pointer(_TILE_VALUES, src), _TILE_VALUES)
+    marks = carray(stack_pointer(_TILE, np.bool_), _TILE)
+    for first in range(0, f3, _TILE):
+        n = min(_TILE, f3 - first)
+        for t in range(n):
+            k = first + t
+            a0, a1, b0, b1, c0, c1, wi, wj, wk = clamped_corners(
+                xi + disp[3 * k], yj + disp[3 * k + 1], coords[k] + disp[3 * k + 2], top, one, base, s1, s2, n_ch)
+            for c in range(n_ch):
+                # unsigned indices: no negative-index wrap-around test per load
+                values[t * n_ch + c] = trilinear(
+                    src[np.uint64(a0 + b0 + c0 + c)], src[np.uint64(a1 + b0 + c0 + c)],
+                    src[np.uint64(a0 + b1 + c0 + c)], src[np.uint64(a1 + b1 + c0 + c)],
+                    src[np.uint64(a0 + b0 + c1 + c)], src[np.uint64(a1 + b0 + c1 + c)],
+                    src[np.uint64(a0 + b1 + c1 + c)], src[np.uint64(a1 + b1 + c1 + c)], wi, wj, wk, one)
+        tile = out[first * n_ch : (first + n) * n_ch]
+        for q in range(n * n_ch):
+            tile[q] = values[q]
+        if constant:
+            tile_disp, tile_coords, tile_marks = disp[3 * first : 3 * (first + n)], coords[first : first + n], marks[:n]
+            if mark_outside(tile_disp, xi, yj, tile_coords, top, tile_marks) > 0:
+                constant_fixup(src, dims, base, tile_disp, xi, yj, tile_coords, top, one, outside, LINEAR, tile_marks,
+                               tile)
+
+
+@njit(inline="always")
+def clamped_corners(x, y, z, top, one, base, s1, s2, n_ch):
+    """The clamped corners of ``(x, y, z)`` (``linear_axis``) as the flat offset terms ``a0, a1`` (axis 1, with
+    ``base``), ``b0, b1`` and ``c0, c1`` of strides ``s1``, ``s2`` and ``n_ch``, and the weights ``wi, wj, wk``."""
+    i0, i1, wi = linear_axis(x, top[0], one, False)
+    j0, j1, wj = linear_axis(y, top[1], one, False)
+    k0, k1, wk = linear_axis(z, top[2], one, False)
+    return base + i0 * s1, base + i1 * s1, j0 * s2, j1 * s2, k0 * n_ch, k1 * n_ch, wi, wj, wk
+
+
+@njit(inline="always")
+def mark_outside(disp, xi, yj, coords, top, marks):
+    """Mark the points ``(xi, yj, coords[k]) + disp[3k:3k+3]`` outside ``(0, top]`` on some axis (or NaN), where
+    the constant boundary's corners and weights differ from the clamped ones; return how many."""
+    n_outside = 0
+    for k in range(marks.shape[0]):
+        x, y, z = xi + disp[3 * k], yj + disp[3 * k + 1], coords[k] + disp[3 * k + 2]
+        outside_point = not (x > 0 and x <= top[0] and y > 0 and y <= top[1] and z > 0 and z <= top[2])
+        marks[k] = outside_point
+        n_outside += outside_point
+    return n_outside
 
 
 @njit(inline="always")
 def constant_fixup(src, dims, base, disp, xi, yj, coords, top, one, outside, method, marks, out):
-    """Loop 4 of :func:`warp_row`: the points marked in ``marks`` (outside ``(0, top]`` on some axis, or NaN)
-    sampled with the constant boundary (``formulas.linear_point3``); ``src``, ``dims`` and ``base`` in
-    elements."""
+    """The fix-up of :func:`linear_row` and :func:`gather_row`: the points marked in ``marks`` (outside
+    ``(0, top]`` on some axis, or NaN) sampled with the constant boundary (``formulas.linear_point3``)."""
     n_ch = dims[3]
     for k in range(marks.shape[0]):
         if marks[k]:
@@ -269,63 +338,56 @@ def vote_row(values, weights, n_ch, one, outside, mixed, out):
 
 
 @njit(inline="always")
-def row_scratch(f3, n_units, offset_type, unit_type, value_type, weight_type):
-    """Per-task scratch of :func:`warp_row`: offsets, weights (``weight_type``'s dtype, the coordinates'), the
-    corner values as units and as values, the vote's marks and the marks of the points outside."""
+def row_scratch(f3, n_ch, offset_type, value_type, weight_type):
+    """Per-task scratch of :func:`gather_row`: offsets, weights (``weight_type``'s dtype, the coordinates'), the
+    corner values, the vote's marks and the marks of the points outside."""
     offsets = np.empty((8, f3), dtype=offset_type.dtype)
     weights = np.empty((3, f3), dtype=weight_type.dtype)
-    unit_values = np.empty((8, f3 * n_units), dtype=unit_type.dtype)
-    values = unit_values.reshape(-1).view(value_type.dtype).reshape(8, -1)
+    values = np.empty((8, f3 * n_ch), dtype=value_type.dtype)
     mixed = np.empty(values.shape[1], dtype=np.bool_)
     marks = np.empty(f3, dtype=np.bool_)
-    return offsets, weights, unit_values, values, mixed, marks
+    return offsets, weights, values, mixed, marks
 
 
 @cached_njit(**_JIT)
-def _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, constant, outside, vote,
-                 offset_type, out):
-    """The linear (or, with ``vote``, label) warp on the reference grid, row by row with :func:`warp_row`
-    (``vote``: element units)."""
+def _warp3d_rows(image, channel_lanes, ddf, coords, top, one, constant, outside, vote, offset_type, out):
+    """The linear (or, with ``vote``, label) warp on the reference grid, row by row with :func:`warp_row`."""
     n_batch, d1, d2, d3, n_ch = image.shape
     f1, f2, f3 = ddf.shape[1], ddf.shape[2], ddf.shape[3]
-    n_units = units.shape[0] // (n_batch * d1 * d2 * d3)
     src, disp, dst = image.reshape(-1), ddf.reshape(-1), out.reshape(-1)
     for t in prange(n_batch * f1):
         b = t // f1
-        offsets, weights, unit_values, values, mixed, marks = row_scratch(f3, n_units, offset_type, units, image,
-                                                                          coords)
+        offsets, weights, values, mixed, marks = row_scratch(f3, n_ch, offset_type, image, coords)
         xi = coords[t - b * f1]
         for j in range(f2):
             row = (t * f2 + j) * f3
-            warp_row(units, src, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
-                     disp[3 * row : 3 * (row + f3)], xi, coords[j], coords, top, one, constant, outside, vote,
-                     offsets, weights, unit_values, values, mixed, marks, dst[row * n_ch : (row + f3) * n_ch])
+            warp_row(src, (d1, d2, d3, n_ch), channel_lanes, b * d1 * d2 * d3 * n_ch, disp[3 * row : 3 * (row + f3)],
+                     xi, coords[j], coords, top, one, constant, outside, vote, offsets, weights, values, mixed, marks,
+                     dst[row * n_ch : (row + f3) * n_ch])
 
 
 @cached_njit(**_JIT)
-def _apply3d_rows(image, units, unit_lanes, channel_lanes, chain, grid_shape, coords, top, one, constant, outside,
-                  vote, offset_type, disp_type, out):
+def _apply3d_rows(image, channel_lanes, chain, grid_shape, coords, top, one, constant, outside, vote, offset_type,
+                  disp_type, out):
     """:func:`_warp3d_rows` with the DDF of a chain of world transforms (``chain`` the arguments of
     :func:`chain3d` before ``out``) on the grid ``grid_shape``, never stored: per row, :func:`chain_row`
     into a ``disp_type`` row (the values :func:`chain3d` stores), then :func:`warp_row` with it."""
     start, kinds, matrices, fields, tables, finish, subtract = chain
     n_batch, d1, d2, d3, n_ch = image.shape
     f1, f2, f3 = grid_shape
-    n_units = units.shape[0] // (n_batch * d1 * d2 * d3)
     src, dst = image.reshape(-1), out.reshape(-1)
     for t in prange(n_batch * f1):
         b = t // f1
         i = t - b * f1
-        offsets, weights, unit_values, values, mixed, marks = row_scratch(f3, n_units, offset_type, units, image,
-                                                                          coords)
+        offsets, weights, values, mixed, marks = row_scratch(f3, n_ch, offset_type, image, coords)
         points = np.empty((3, f3), np.float64)
         here = np.empty(3 * f3, disp_type.dtype)
         for j in range(f2):
             chain_row(i, j, start, kinds, matrices, fields, tables, finish, subtract, points, here)
             row = (t * f2 + j) * f3
-            warp_row(units, src, (d1, d2, d3, n_units), unit_lanes, channel_lanes, b * d1 * d2 * d3 * n_units,
-                     here, coords[i], coords[j], coords, top, one, constant, outside, vote, offsets, weights,
-                     unit_values, values, mixed, marks, dst[row * n_ch : (row + f3) * n_ch])
+            warp_row(src, (d1, d2, d3, n_ch), channel_lanes, b * d1 * d2 * d3 * n_ch, here, coords[i], coords[j],
+                     coords, top, one, constant, outside, vote, offsets, weights, values, mixed, marks,
+                     dst[row * n_ch : (row + f3) * n_ch])
 
 
 @njit(inline="always")
@@ -386,25 +448,9 @@ def _warp3d_cubic_rows(coefficients, channel_lanes, ddf, coords, top, one, const
                       starts, weights, dst[row * n_ch : (row + f3) * n_ch])
 
 
-_WIDE_UNITS = {8: np.dtype(np.int64), 16: np.dtype(np.complex128)}
-
-
 def _lanes(count):
     """``count`` zeros as a tuple for 1 to 4 (a compile-time count in the kernel), else ``()``."""
     return (0,) * count if count <= 4 else ()
-
-
-def _transport(image):
-    """The flat volume in transport units, and the unit and channel lane tuples of :func:`warp_row`.
-
-    The channels of a voxel move as one unit when they span exactly 8 or 16
-    bytes and the data are aligned to that size; otherwise element by element.
-    """
-    flat, n_ch = image.reshape(-1), image.shape[-1]
-    unit = _WIDE_UNITS.get(n_ch * image.dtype.itemsize)
-    if n_ch > 1 and unit is not None and image.ctypes.data % unit.itemsize == 0:
-        return flat.view(unit), (0,), _lanes(n_ch)
-    return flat, _lanes(n_ch), _lanes(n_ch)
 
 
 def _offset_type(array):
@@ -424,17 +470,8 @@ def warp3d(image, ddf, grid, use_grid, coords, mode, out):
     elif method not in (LINEAR, LABEL) or use_grid or image.dtype != out.dtype:
         _warp3d_points(image, ddf, grid, use_grid, coords, mode, out)
     else:
-        units, unit_lanes, channel_lanes = _row_units(image, method)
-        _warp3d_rows(image, units, unit_lanes, channel_lanes, ddf, coords, top, one, constant, outside,
-                     method == LABEL, _offset_type(image), out)
-
-
-def _row_units(image, method):
-    """:func:`_transport` for a linear warp; element units for the label vote."""
-    if method == LABEL:
-        lanes = _lanes(image.shape[-1])
-        return image.reshape(-1), lanes, lanes
-    return _transport(image)
+        _warp3d_rows(image, _lanes(image.shape[-1]), ddf, coords, top, one, constant, outside, method == LABEL,
+                     _offset_type(image), out)
 
 
 def apply3d(image, chain, coords, mode, disp_type, out):
@@ -445,9 +482,8 @@ def apply3d(image, chain, coords, mode, disp_type, out):
     n_batch, grid_shape, n_ch = out.shape[0], out.shape[1:4], image.shape[-1]
     view = out.reshape(n_batch, -1, n_ch)
     if method in (LINEAR, LABEL) and image.dtype == out.dtype:
-        units, unit_lanes, channel_lanes = _row_units(image, method)
-        _apply3d_rows(image, units, unit_lanes, channel_lanes, chain, grid_shape, coords, top, one, constant,
-                      outside, method == LABEL, _offset_type(image), disp_type, view)
+        _apply3d_rows(image, _lanes(n_ch), chain, grid_shape, coords, top, one, constant, outside, method == LABEL,
+                      _offset_type(image), disp_type, view)
         return
     ddf = np.empty((n_batch,) + grid_shape + (3,), disp_type.dtype)
     chain3d(*chain, ddf)
@@ -468,7 +504,7 @@ def combine_rows(here, warped, w_inner, w_outer, largest):
 
 
 @cached_njit(**_JIT)
-def _compose3d_rows(outer, inner, coords, top, one, constant, weights, offset_type, change, out):
+def _compose3d_rows(outer, inner, coords, top, one, constant, weights, change, out):
     w_inner, w_outer = weights
     n_batch, d1, d2, d3, _ = outer.shape
     f1, f2, f3 = inner.shape[1], inner.shape[2], inner.shape[3]
@@ -476,15 +512,13 @@ def _compose3d_rows(outer, inner, coords, top, one, constant, weights, offset_ty
     zero = one - one
     for t in prange(n_batch * f1):
         b = t // f1
-        offsets, row_weights, unit_values, values, mixed, marks = row_scratch(f3, 3, offset_type, src, src, src)
         xi = coords[t - b * f1]
         largest = zero
         for j in range(f2):
             row = 3 * (t * f2 + j) * f3
             here, warped = disp[row : row + 3 * f3], dst[row : row + 3 * f3]
-            warp_row(src, src, (d1, d2, d3, 3), (0, 0, 0), (0, 0, 0), b * d1 * d2 * d3 * 3, here, xi, coords[j],
-                     coords, top, one, constant, zero, False, offsets, row_weights, unit_values, values, mixed, marks,
-                     warped)
+            linear_row(src, (d1, d2, d3, 3), (0, 0, 0), b * d1 * d2 * d3 * 3, here, xi, coords[j], coords, top, one,
+                       constant, zero, warped)
             largest = combine_rows(here, warped, w_inner, w_outer, largest)
         change[t] = largest
 
@@ -496,10 +530,10 @@ def compose3d(outer, inner, coords, mode, weights, change, out):
     :func:`resample3d` (its ``method`` is ignored: linear; the fill value is 0); ``weights = (w_inner,
     w_outer)``.  With ``(1, 1)`` this is the composition of two DDFs, with ``(0, -1)`` one fixed-point step of
     inversion.  ``change[b * f1 + i]`` receives the largest ``|out - inner|`` of plane ``i`` (NaN ignored).
-    One row at a time: :func:`warp_row` into ``out``, then the weighted sum while the row is in cache.
+    One row at a time: :func:`linear_row` into ``out``, then the weighted sum while the row is in cache.
     """
     top, _, constant, one, _, _ = mode
-    _compose3d_rows(outer, inner, coords, top, one, constant, weights, _offset_type(outer), change, out)
+    _compose3d_rows(outer, inner, coords, top, one, constant, weights, change, out)
 
 
 @cached_njit(**_JIT)
