@@ -236,10 +236,10 @@ def linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, c
 
     Per tile of ``_TILE`` points: each point's clamped corners (``linear_axis``), its 8 corner values per
     channel read straight from ``src`` and combined by ``trilinear`` into a stack buffer (so that the loop
-    vectorises with hardware gathers: see :mod:`.stack`), the buffer copied to ``out``; then, with
-    ``constant``, the points outside ``(0, top]`` on some axis (or NaN) again (:func:`mark_outside`,
-    :func:`constant_fixup`).  ``channel_lanes`` is a tuple whose length is the channel count.  The values are
-    exactly :func:`gather_row`'s, operation for operation.
+    vectorises with hardware gathers: see :mod:`.stack`), the buffer copied to ``out``.  With ``constant``,
+    :func:`mark_outside` then marks the points outside ``(0, top]`` on some axis, or NaN, and
+    :func:`constant_fixup` samples them again.  ``channel_lanes`` is a tuple whose length is the channel
+    count.  The values are exactly :func:`gather_row`'s, operation for operation.
     """
     n_ch = len(channel_lanes)
     s2 = dims[2] * n_ch
@@ -250,11 +250,14 @@ def linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, c
     for first in range(0, f3, _TILE):
         n = min(_TILE, f3 - first)
         for t in range(n):
-            k = first + t
+            # unsigned indices here and below: no negative-index wrap-around test per load, which would turn
+            # the field's plain loads into gathers
+            k = np.uint64(first + t)
+            d = np.uint64(3) * k
             a0, a1, b0, b1, c0, c1, wi, wj, wk = clamped_corners(
-                xi + disp[3 * k], yj + disp[3 * k + 1], coords[k] + disp[3 * k + 2], top, one, base, s1, s2, n_ch)
+                xi + disp[d], yj + disp[d + np.uint64(1)], coords[k] + disp[d + np.uint64(2)], top, one, base, s1, s2,
+                n_ch)
             for c in range(n_ch):
-                # unsigned indices: no negative-index wrap-around test per load
                 values[t * n_ch + c] = trilinear(
                     src[np.uint64(a0 + b0 + c0 + c)], src[np.uint64(a1 + b0 + c0 + c)],
                     src[np.uint64(a0 + b1 + c0 + c)], src[np.uint64(a1 + b1 + c0 + c)],
@@ -264,6 +267,7 @@ def linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, c
         for q in range(n * n_ch):
             tile[q] = values[q]
         if constant:
+            # marking in the loop above would halve its vector width
             tile_disp, tile_coords, tile_marks = disp[3 * first : 3 * (first + n)], coords[first : first + n], marks[:n]
             if mark_outside(tile_disp, xi, yj, tile_coords, top, tile_marks) > 0:
                 constant_fixup(src, dims, base, tile_disp, xi, yj, tile_coords, top, one, outside, LINEAR, tile_marks,
@@ -281,13 +285,18 @@ def clamped_corners(x, y, z, top, one, base, s1, s2, n_ch):
 
 
 @njit(inline="always")
+def is_outside(x, y, z, top):
+    """Whether ``(x, y, z)`` lies outside ``(0, top]`` on some axis (or is NaN): there the constant boundary's
+    corners and weights differ from the clamped ones."""
+    return not (x > 0 and x <= top[0] and y > 0 and y <= top[1] and z > 0 and z <= top[2])
+
+
+@njit(inline="always")
 def mark_outside(disp, xi, yj, coords, top, marks):
-    """Mark the points ``(xi, yj, coords[k]) + disp[3k:3k+3]`` outside ``(0, top]`` on some axis (or NaN), where
-    the constant boundary's corners and weights differ from the clamped ones; return how many."""
+    """Mark the points ``(xi, yj, coords[k]) + disp[3k:3k+3]`` that are :func:`is_outside`; return how many."""
     n_outside = 0
     for k in range(marks.shape[0]):
-        x, y, z = xi + disp[3 * k], yj + disp[3 * k + 1], coords[k] + disp[3 * k + 2]
-        outside_point = not (x > 0 and x <= top[0] and y > 0 and y <= top[1] and z > 0 and z <= top[2])
+        outside_point = is_outside(xi + disp[3 * k], yj + disp[3 * k + 1], coords[k] + disp[3 * k + 2], top)
         marks[k] = outside_point
         n_outside += outside_point
     return n_outside
