@@ -7,6 +7,7 @@ and native-endian.  Index arithmetic is int64 throughout.
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import overload
 from numba.np.numpy_support import carray
 
 from . import formulas
@@ -159,21 +160,63 @@ def _warp3d_points(image, ddf, grid, use_grid, coords, mode, out):
                    spline, dst, b, t - b * f1, t, f2, f3)
 
 
-@njit(inline="always")
-def warp_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, vote, offsets,
-             weights, values, mixed, marks, out):
-    """One fixed-grid row of a linear (or, with ``vote``, label) warp on the reference grid.
+def warp_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, vote, scratch, out):
+    """One fixed-grid row of a linear (or, with ``vote``, label) warp on the reference grid; in kernels only.
 
-    A linear warp with a compile-time channel count (``channel_lanes`` 1 to 4 zeros) takes
-    :func:`linear_row`; a label warp, or one with ``channel_lanes == ()`` (``dims[3]`` channels), takes
-    :func:`gather_row` and the per-task scratch ``offsets`` to ``marks`` of :func:`row_scratch`.
-    ``dims`` is ``(d1, d2, d3, channels)`` and ``base`` the batch element's first element.
+    ``vote`` is ``(0,)`` for the label vote and ``()`` for a linear warp: a tuple, so that the choice is made
+    from types when the kernel compiles and a signature compiles only the row kernel it runs.  A linear warp
+    with a compile-time channel count (``channel_lanes`` 1 to 4 zeros) takes :func:`linear_row`; a label
+    warp, or one with ``channel_lanes == ()`` (``dims[3]`` channels), takes :func:`gather_row` with the
+    per-task ``scratch`` of :func:`row_scratch`.  ``dims`` is ``(d1, d2, d3, channels)`` and ``base`` the
+    batch element's first element.
     """
-    if not vote and len(channel_lanes) > 0:
-        linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, out)
-    else:
-        gather_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, vote, offsets,
-                   weights, values, mixed, marks, out)
+    raise TypeError("warp_row is compiled into the CPU kernels; it has no Python implementation")
+
+
+def row_scratch(f3, n_ch, channel_lanes, vote, offset_type, value_type, weight_type):
+    """Per-task scratch of :func:`warp_row`; in kernels only.
+
+    For :func:`gather_row`: offsets, weights (``weight_type``'s dtype, the coordinates'), the corner values,
+    the vote's marks and the marks of the points outside; ``None`` for :func:`linear_row`, which needs none.
+    """
+    raise TypeError("row_scratch is compiled into the CPU kernels; it has no Python implementation")
+
+
+def _takes_linear_row(channel_lanes, vote):
+    """Whether :func:`warp_row` takes :func:`linear_row`, from the types of its arguments."""
+    return len(vote) == 0 and len(channel_lanes) > 0
+
+
+@overload(warp_row, inline="always")
+def _select_warp_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, vote,
+                     scratch, out):
+    if _takes_linear_row(channel_lanes, vote):
+        def linear(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, vote, scratch,
+                   out):
+            linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, out)
+        return linear
+
+    def gather(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, vote, scratch,
+               out):
+        offsets, weights, values, mixed, marks = scratch
+        gather_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, len(vote) > 0,
+                   offsets, weights, values, mixed, marks, out)
+    return gather
+
+
+@overload(row_scratch, inline="always")
+def _select_row_scratch(f3, n_ch, channel_lanes, vote, offset_type, value_type, weight_type):
+    if _takes_linear_row(channel_lanes, vote):
+        return lambda f3, n_ch, channel_lanes, vote, offset_type, value_type, weight_type: None
+
+    def gather_scratch(f3, n_ch, channel_lanes, vote, offset_type, value_type, weight_type):
+        offsets = np.empty((8, f3), dtype=offset_type.dtype)
+        weights = np.empty((3, f3), dtype=weight_type.dtype)
+        values = np.empty((8, f3 * n_ch), dtype=value_type.dtype)
+        mixed = np.empty(values.shape[1], dtype=np.bool_)
+        marks = np.empty(f3, dtype=np.bool_)
+        return offsets, weights, values, mixed, marks
+    return gather_scratch
 
 
 @njit(**_ROW)
@@ -346,18 +389,6 @@ def vote_row(values, weights, n_ch, one, outside, mixed, out):
                                     values[5, q], values[6, q], values[7, q], wi, wj, wk, one)
 
 
-@njit(inline="always")
-def row_scratch(f3, n_ch, offset_type, value_type, weight_type):
-    """Per-task scratch of :func:`gather_row`: offsets, weights (``weight_type``'s dtype, the coordinates'), the
-    corner values, the vote's marks and the marks of the points outside."""
-    offsets = np.empty((8, f3), dtype=offset_type.dtype)
-    weights = np.empty((3, f3), dtype=weight_type.dtype)
-    values = np.empty((8, f3 * n_ch), dtype=value_type.dtype)
-    mixed = np.empty(values.shape[1], dtype=np.bool_)
-    marks = np.empty(f3, dtype=np.bool_)
-    return offsets, weights, values, mixed, marks
-
-
 @cached_njit(**_JIT)
 def _warp3d_rows(image, channel_lanes, ddf, coords, top, one, constant, outside, vote, offset_type, out):
     """The linear (or, with ``vote``, label) warp on the reference grid, row by row with :func:`warp_row`."""
@@ -366,12 +397,12 @@ def _warp3d_rows(image, channel_lanes, ddf, coords, top, one, constant, outside,
     src, disp, dst = image.reshape(-1), ddf.reshape(-1), out.reshape(-1)
     for t in prange(n_batch * f1):
         b = t // f1
-        offsets, weights, values, mixed, marks = row_scratch(f3, n_ch, offset_type, image, coords)
+        scratch = row_scratch(f3, n_ch, channel_lanes, vote, offset_type, image, coords)
         xi = coords[t - b * f1]
         for j in range(f2):
             row = (t * f2 + j) * f3
             warp_row(src, (d1, d2, d3, n_ch), channel_lanes, b * d1 * d2 * d3 * n_ch, disp[3 * row : 3 * (row + f3)],
-                     xi, coords[j], coords, top, one, constant, outside, vote, offsets, weights, values, mixed, marks,
+                     xi, coords[j], coords, top, one, constant, outside, vote, scratch,
                      dst[row * n_ch : (row + f3) * n_ch])
 
 
@@ -388,15 +419,14 @@ def _apply3d_rows(image, channel_lanes, chain, grid_shape, coords, top, one, con
     for t in prange(n_batch * f1):
         b = t // f1
         i = t - b * f1
-        offsets, weights, values, mixed, marks = row_scratch(f3, n_ch, offset_type, image, coords)
+        scratch = row_scratch(f3, n_ch, channel_lanes, vote, offset_type, image, coords)
         points = np.empty((3, f3), np.float64)
         here = np.empty(3 * f3, disp_type.dtype)
         for j in range(f2):
             chain_row(i, j, start, kinds, matrices, fields, tables, finish, subtract, points, here)
             row = (t * f2 + j) * f3
             warp_row(src, (d1, d2, d3, n_ch), channel_lanes, b * d1 * d2 * d3 * n_ch, here, coords[i], coords[j],
-                     coords, top, one, constant, outside, vote, offsets, weights, values, mixed, marks,
-                     dst[row * n_ch : (row + f3) * n_ch])
+                     coords, top, one, constant, outside, vote, scratch, dst[row * n_ch : (row + f3) * n_ch])
 
 
 @njit(inline="always")
@@ -462,6 +492,11 @@ def _lanes(count):
     return (0,) * count if count <= 4 else ()
 
 
+def _vote(method):
+    """The ``vote`` tuple of :func:`warp_row`: ``(0,)`` for ``LABEL``, else ``()``."""
+    return (0,) if method == LABEL else ()
+
+
 def _offset_type(array):
     """An empty int32 array when every flat offset of ``array`` fits in int32, else int64 (a type witness)."""
     return np.empty(0, np.int32 if array.size < 2**31 else np.int64)
@@ -479,7 +514,7 @@ def warp3d(image, ddf, grid, use_grid, coords, mode, out):
     elif method not in (LINEAR, LABEL) or use_grid or image.dtype != out.dtype:
         _warp3d_points(image, ddf, grid, use_grid, coords, mode, out)
     else:
-        _warp3d_rows(image, _lanes(image.shape[-1]), ddf, coords, top, one, constant, outside, method == LABEL,
+        _warp3d_rows(image, _lanes(image.shape[-1]), ddf, coords, top, one, constant, outside, _vote(method),
                      _offset_type(image), out)
 
 
@@ -491,7 +526,7 @@ def apply3d(image, chain, coords, mode, disp_type, out):
     n_batch, grid_shape, n_ch = out.shape[0], out.shape[1:4], image.shape[-1]
     view = out.reshape(n_batch, -1, n_ch)
     if method in (LINEAR, LABEL) and image.dtype == out.dtype:
-        _apply3d_rows(image, _lanes(n_ch), chain, grid_shape, coords, top, one, constant, outside, method == LABEL,
+        _apply3d_rows(image, _lanes(n_ch), chain, grid_shape, coords, top, one, constant, outside, _vote(method),
                       _offset_type(image), disp_type, view)
         return
     ddf = np.empty((n_batch,) + grid_shape + (3,), disp_type.dtype)
