@@ -40,8 +40,9 @@ _JIT = dict(parallel=True, nogil=True, error_model="numpy")
 # passes copy a loop body's IR many times over, and inlined they tripled the compile time of each signature.
 _ROW = dict(nogil=True, error_model="numpy")
 _CHUNK = 4096  # points per parallel task in the resample kernels
+_MAX_LANES = 4  # the largest channel count compiled as a constant (_lanes), and so the most linear_row takes
 _TILE = 256  # points per stack tile of linear_row
-_TILE_VALUES = 4 * _TILE  # its values: up to 4 channels
+_TILE_VALUES = _MAX_LANES * _TILE  # its values
 
 
 @njit(inline="always")
@@ -488,8 +489,8 @@ def _warp3d_cubic_rows(coefficients, channel_lanes, ddf, coords, top, one, const
 
 
 def _lanes(count):
-    """``count`` zeros as a tuple for 1 to 4 (a compile-time count in the kernel), else ``()``."""
-    return (0,) * count if count <= 4 else ()
+    """``count`` zeros as a tuple for 1 to ``_MAX_LANES`` (a compile-time count in the kernel), else ``()``."""
+    return (0,) * count if count <= _MAX_LANES else ()
 
 
 def _vote(method):
