@@ -11,8 +11,8 @@ from numba.extending import overload
 from numba.np.numpy_support import carray
 
 from . import formulas
-from .formulas import CUBIC, LABEL, LINEAR, NEAREST
 from .cache import prefetch
+from .formulas import CUBIC, LABEL, LINEAR, NEAREST
 from .jit import cached_njit
 from .stack import stack_pointer
 
