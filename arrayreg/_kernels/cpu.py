@@ -444,22 +444,30 @@ def _apply3d_rows(image, channel_lanes, chain, grid_shape, coords, top, one, con
                   disp_type, out):
     """:func:`_warp3d_rows` with the DDF of a chain of world transforms (``chain`` the arguments of
     :func:`chain3d` before ``out``) on the grid ``grid_shape``, never stored: per row, :func:`chain_row`
-    into a ``disp_type`` row (the values :func:`chain3d` stores), then :func:`warp_row` with it."""
+    into a ``disp_type`` row (the values :func:`chain3d` stores), then :func:`warp_row` with it.  The rows
+    are computed one ahead, so that the next row's source lines are prefetched while this one is warped."""
     start, kinds, matrices, fields, tables, finish, subtract = chain
     n_batch, d1, d2, d3, n_ch = image.shape
     f1, f2, f3 = grid_shape
     src, dst = image.reshape(-1), out.reshape(-1)
+    dims = (d1, d2, d3, n_ch)
     for t in prange(n_batch * f1):
         b = t // f1
         i = t - b * f1
+        base = b * d1 * d2 * d3 * n_ch
         scratch = row_scratch(f3, n_ch, channel_lanes, vote, offset_type, image, coords)
         points = np.empty((3, f3), np.float64)
-        here = np.empty(3 * f3, disp_type.dtype)
+        rows = np.empty((2, 3 * f3), disp_type.dtype)
         for j in range(f2):
-            chain_row(i, j, start, kinds, matrices, fields, tables, finish, subtract, points, here)
+            if j == 0:
+                chain_row(i, 0, start, kinds, matrices, fields, tables, finish, subtract, points, rows[0])
+            if j + 1 < f2:
+                ahead = rows[(j + 1) % 2]
+                chain_row(i, j + 1, start, kinds, matrices, fields, tables, finish, subtract, points, ahead)
+                prefetch_row(src, dims, base, ahead, coords[i], coords[j + 1], coords, top)
             row = (t * f2 + j) * f3
-            warp_row(src, (d1, d2, d3, n_ch), channel_lanes, b * d1 * d2 * d3 * n_ch, here, coords[i], coords[j],
-                     coords, top, one, constant, outside, vote, scratch, dst[row * n_ch : (row + f3) * n_ch])
+            warp_row(src, dims, channel_lanes, base, rows[j % 2], coords[i], coords[j], coords, top, one, constant,
+                     outside, vote, scratch, dst[row * n_ch : (row + f3) * n_ch])
 
 
 @njit(inline="always")
