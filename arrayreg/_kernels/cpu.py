@@ -279,44 +279,67 @@ def gather_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, c
 def linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, out):
     """One fixed-grid row of a linear warp on the reference grid with 1 to 4 channels, fused per point.
 
-    Per tile of ``_TILE`` points: each point's clamped corners (``linear_axis``), its 8 corner values per
-    channel read straight from ``src`` and combined by ``trilinear`` into a stack buffer (so that the loop
-    vectorises with hardware gathers: see :mod:`.stack`), the buffer copied to ``out``.  With ``constant``,
-    :func:`mark_outside` then marks the points outside ``(0, top]`` on some axis, or NaN, and
-    :func:`constant_fixup` samples them again.  ``channel_lanes`` is a tuple whose length is the channel
-    count.  The values are exactly :func:`gather_row`'s, operation for operation.
+    Per tile of ``_TILE`` points, :func:`linear_tile` into a stack buffer (so that its loop vectorises with
+    hardware gathers: see :mod:`.stack`), then the buffer copied to ``out``.  ``channel_lanes`` is a tuple
+    whose length is the channel count.  The values are exactly those of ``formulas.linear_point3``,
+    operation for operation.
     """
     n_ch = len(channel_lanes)
     s2 = dims[2] * n_ch
     s1 = dims[1] * s2
     f3 = out.shape[0] // n_ch
     values = carray(stack_pointer(_TILE_VALUES, src), _TILE_VALUES)
-    marks = carray(stack_pointer(_TILE, np.bool_), _TILE)
     for first in range(0, f3, _TILE):
         n = min(_TILE, f3 - first)
-        for t in range(n):
-            # unsigned indices here and below: no negative-index wrap-around test per load, which would turn
-            # the field's plain loads into gathers
-            k = np.uint64(first + t)
-            d = np.uint64(3) * k
-            a0, a1, b0, b1, c0, c1, wi, wj, wk = clamped_corners(
-                xi + disp[d], yj + disp[d + np.uint64(1)], coords[k] + disp[d + np.uint64(2)], top, one, base, s1, s2,
-                n_ch)
-            for c in range(n_ch):
-                values[t * n_ch + c] = trilinear(
-                    src[np.uint64(a0 + b0 + c0 + c)], src[np.uint64(a1 + b0 + c0 + c)],
-                    src[np.uint64(a0 + b1 + c0 + c)], src[np.uint64(a1 + b1 + c0 + c)],
-                    src[np.uint64(a0 + b0 + c1 + c)], src[np.uint64(a1 + b0 + c1 + c)],
-                    src[np.uint64(a0 + b1 + c1 + c)], src[np.uint64(a1 + b1 + c1 + c)], wi, wj, wk, one)
+        if constant:
+            linear_tile(src, channel_lanes, s1, s2, base, disp, xi, yj, coords, top, one, True, outside, first, n,
+                        values)
+        else:
+            linear_tile(src, channel_lanes, s1, s2, base, disp, xi, yj, coords, top, one, False, outside, first, n,
+                        values)
         tile = out[first * n_ch : (first + n) * n_ch]
         for q in range(n * n_ch):
             tile[q] = values[q]
-        if constant:
-            # marking in the loop above would halve its vector width
-            tile_disp, tile_coords, tile_marks = disp[3 * first : 3 * (first + n)], coords[first : first + n], marks[:n]
-            if mark_outside(tile_disp, xi, yj, tile_coords, top, tile_marks) > 0:
-                constant_fixup(src, dims, base, tile_disp, xi, yj, tile_coords, top, one, outside, LINEAR, tile_marks,
-                               tile)
+
+
+@njit(inline="always")
+def linear_tile(src, channel_lanes, s1, s2, base, disp, xi, yj, coords, top, one, constant, outside, first, n,
+                values):
+    """Points ``first`` to ``first + n`` of a :func:`linear_row` into ``values``, branch-free so that the loop
+    vectorises: each point's corners and weights (``linear_axis``), its 8 corner values per channel read
+    straight from ``src`` (with ``constant``, a corner outside the volume is ``outside``: a masked gather),
+    combined by ``trilinear``.  ``constant`` is a literal at both call sites, so each compiles to one loop."""
+    n_ch = len(channel_lanes)
+    for t in range(n):
+        # unsigned indices here and below: no negative-index wrap-around test per load, which would turn
+        # the field's plain loads into gathers
+        k = np.uint64(first + t)
+        d = np.uint64(3) * k
+        i0, i1, wi = linear_axis(xi + disp[d], top[0], one, constant)
+        j0, j1, wj = linear_axis(yj + disp[d + np.uint64(1)], top[1], one, constant)
+        k0, k1, wk = linear_axis(coords[k] + disp[d + np.uint64(2)], top[2], one, constant)
+        a0, a1, b0, b1, c0, c1 = base + i0 * s1, base + i1 * s1, j0 * s2, j1 * s2, k0 * n_ch, k1 * n_ch
+        # with constant, a corner index of -1 marks a corner outside; & (not and) keeps the loop branch-free
+        in_i0, in_i1, in_j0, in_j1, in_k0, in_k1 = i0 >= 0, i1 >= 0, j0 >= 0, j1 >= 0, k0 >= 0, k1 >= 0
+        for c in range(n_ch):
+            values[t * n_ch + c] = trilinear(
+                masked_corner(src, a0 + b0 + c0 + c, constant, in_i0 & in_j0 & in_k0, outside),
+                masked_corner(src, a1 + b0 + c0 + c, constant, in_i1 & in_j0 & in_k0, outside),
+                masked_corner(src, a0 + b1 + c0 + c, constant, in_i0 & in_j1 & in_k0, outside),
+                masked_corner(src, a1 + b1 + c0 + c, constant, in_i1 & in_j1 & in_k0, outside),
+                masked_corner(src, a0 + b0 + c1 + c, constant, in_i0 & in_j0 & in_k1, outside),
+                masked_corner(src, a1 + b0 + c1 + c, constant, in_i1 & in_j0 & in_k1, outside),
+                masked_corner(src, a0 + b1 + c1 + c, constant, in_i0 & in_j1 & in_k1, outside),
+                masked_corner(src, a1 + b1 + c1 + c, constant, in_i1 & in_j1 & in_k1, outside), wi, wj, wk, one)
+
+
+@njit(inline="always")
+def masked_corner(src, offset, constant, inside, outside):
+    """``src[offset]``; with ``constant``, ``outside`` for a corner that is not ``inside`` (its offset is
+    then never read).  Clamped corners are always inside."""
+    if constant and not inside:
+        return outside
+    return src[np.uint64(offset)]
 
 
 @njit(inline="always")
