@@ -846,19 +846,32 @@ def nearest_axis_table(coords, top, constant, index):
         index[t] = nearest_axis(coords[t], top, constant)
 
 
-_COPY_TILE = 32  # voxels along x and along z per tile of reverse_axes_copy
+_COPY_TILE = 16  # voxels along x and along z per tile of reverse_axes_copy
+
+
+def reverse_axes_copy(src, out):
+    """``out[x, y, z, c] = src[c, z, y, x]`` (:func:`_reverse_axes_copy`, its channel count compiled)."""
+    _reverse_axes_copy(src, _lanes(src.shape[0]), out)
 
 
 @cached_njit(**_JIT)
-def reverse_axes_copy(src, out):
+def _reverse_axes_copy(src, channel_lanes, out):
     """``out[x, y, z, c] = src[c, z, y, x]``: a volume stored x fastest (NIfTI's order, ``src`` its
-    reversed-axes view) copied into C order, in tiles of ``_COPY_TILE`` along x and z so that both the reads
-    and the writes stay within cached lines; parallel over y."""
+    reversed-axes view, C-contiguous) copied into C order, in tiles of ``_COPY_TILE`` along x and z so that
+    both the reads and the writes stay within cached lines; parallel over y.  ``channel_lanes`` is
+    :func:`_lanes` of the channel count: a compile-time count (1 to ``_MAX_LANES``) lets the innermost loop
+    unroll, which more than halves the time of the common 1- and 3-channel files."""
     n_c, n_z, n_y, n_x = src.shape
+    n_ch = len(channel_lanes) if len(channel_lanes) > 0 else n_c
+    flat_src, flat_out = src.reshape(-1), out.reshape(-1)
+    c_stride, z_stride, x_stride = n_z * n_y * n_x, n_y * n_x, n_y * n_z * n_ch
     for y in prange(n_y):
         for x0 in range(0, n_x, _COPY_TILE):
             for z0 in range(0, n_z, _COPY_TILE):
                 for x in range(x0, min(x0 + _COPY_TILE, n_x)):
+                    run = x * x_stride + (y * n_z + z0) * n_ch  # out[x, y, z0, 0]
+                    column = y * n_x + x  # src[0, 0, y, x]
                     for z in range(z0, min(z0 + _COPY_TILE, n_z)):
-                        for c in range(n_c):
-                            out[x, y, z, c] = src[c, z, y, x]
+                        for c in range(n_ch):
+                            flat_out[np.uint64(run + (z - z0) * n_ch + c)] = flat_src[
+                                np.uint64(column + c * c_stride + z * z_stride)]
