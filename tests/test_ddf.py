@@ -40,7 +40,7 @@ def test_default_warp_rows_equal_resample_points_bitwise(rng, channels, dtype):
     np.testing.assert_array_equal(warp_image_ddf(image, ddf), want)
 
 
-@pytest.mark.parametrize("channels", [None, 3, 5])
+@pytest.mark.parametrize("channels", [None, 2, 3, 5])
 @pytest.mark.parametrize("boundary", ["clamp", "constant"])
 def test_rows_longer_than_a_stack_tile_equal_resample_points_bitwise(rng, channels, boundary):
     """Rows of 600 points: the fused kernel's third, partial tile of 256, with points outside in every tile."""
