@@ -142,9 +142,9 @@ def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
     coords = coordinate_table(dvf.shape[1:4], dtype, xp)
     mode = plan_sampling(backend, current, "dvf", 3, True, (current,), "linear", "clamp", 0.0).mode
     one = dtype.type(1)
-    change = xp.empty(current.shape[0] * current.shape[1], dtype=dtype)  # unused: each step is a fixed count
+    no_change = xp.empty(0, dtype=dtype)  # each step is a fixed count: the kernel need not track the change
     for _ in range(num_steps):
-        backend.kernels.compose3d(current, current, coords, mode, (one, one), change, spare)  # exact weights 1
+        backend.kernels.compose3d(current, current, coords, mode, (one, one), no_change, spare)  # weights 1
         current, spare = spare, current
     return current
 

@@ -612,8 +612,14 @@ def apply3d(image, chain, coords, mode, disp_type, out):
 
 
 @njit(inline="always")
-def combine_rows(here, warped, w_inner, w_outer, largest):
-    """``warped = w_inner * here + w_outer * warped`` in place; returns ``max(largest, max |warped - here|)``."""
+def combine_rows(here, warped, w_inner, w_outer, largest, track):
+    """``warped = w_inner * here + w_outer * warped`` in place; returns ``max(largest, max |warped - here|)``,
+    or without ``track`` ``largest`` as it is (that loop vectorises; the tracking one, which ignores NaN,
+    does not)."""
+    if not track:
+        for m in range(here.shape[0]):
+            warped[m] = w_inner * here[m] + w_outer * warped[m]
+        return largest
     for m in range(here.shape[0]):
         value = w_inner * here[m] + w_outer * warped[m]
         step = abs(value - here[m])
@@ -630,6 +636,7 @@ def _compose3d_rows(outer, inner, coords, top, one, constant, weights, change, o
     f1, f2, f3 = inner.shape[1], inner.shape[2], inner.shape[3]
     src, disp, dst = outer.reshape(-1), inner.reshape(-1), out.reshape(-1)
     zero = one - one
+    track = change.shape[0] > 0
     for t in prange(n_batch * f1):
         b = t // f1
         xi = coords[t - b * f1]
@@ -641,8 +648,9 @@ def _compose3d_rows(outer, inner, coords, top, one, constant, weights, change, o
             if j + 1 < f2:
                 prefetch_row(src, dims, base, disp[row + 3 * f3 : row + 6 * f3], xi, coords[j + 1], coords, top)
             linear_row(src, dims, (0, 0, 0), base, here, xi, coords[j], coords, top, one, constant, zero, warped)
-            largest = combine_rows(here, warped, w_inner, w_outer, largest)
-        change[t] = largest
+            largest = combine_rows(here, warped, w_inner, w_outer, largest, track)
+        if track:
+            change[t] = largest
 
 
 def compose3d(outer, inner, coords, mode, weights, change, out):
@@ -651,7 +659,8 @@ def compose3d(outer, inner, coords, mode, weights, change, out):
     ``outer`` ``(batch, d1, d2, d3, 3)`` and ``inner``/``out`` ``(batch, f1, f2, f3, 3)``; ``mode`` as
     :func:`resample3d` (its ``method`` is ignored: linear; the fill value is 0); ``weights = (w_inner,
     w_outer)``.  With ``(1, 1)`` this is the composition of two DDFs, with ``(0, -1)`` one fixed-point step of
-    inversion.  ``change[b * f1 + i]`` receives the largest ``|out - inner|`` of plane ``i`` (NaN ignored).
+    inversion.  ``change[b * f1 + i]`` receives the largest ``|out - inner|`` of plane ``i`` (NaN ignored);
+    an empty ``change`` skips that.
     One row at a time: :func:`linear_row` into ``out``, then the weighted sum while the row is in cache.
     """
     top, _, constant, one, _, _ = mode

@@ -128,7 +128,7 @@ def _compose3d(outer, d1, d2, d3, inner, f1, f2, f3, coords, top, constant, one,
                 largest = step
             dst[3 * t + c] = value
         plane = t // (f2 * f3)
-        if largest > change[plane]:  # a plain read first: most threads then skip the atomic
+        if change.shape[0] > 0 and largest > change[plane]:  # a plain read first: most threads skip the atomic
             cuda.atomic.max(change, plane, largest)
 
 
@@ -241,7 +241,8 @@ def warp3d(image, ddf, grid, use_grid, coords, mode, out):
 
 def compose3d(outer, inner, coords, mode, weights, change, out):
     """``out = w_inner * inner + w_outer * outer`` sampled (linear, fill 0) at ``x + inner(x)``; ``weights`` is
-    the pair; ``change[plane]`` receives the plane's largest ``|out - inner|`` (an atomic max: zero it first)."""
+    the pair; ``change[plane]`` receives the plane's largest ``|out - inner|`` (an atomic max: zero it first);
+    an empty ``change`` skips that."""
     top, _, constant, one, _, spline = mode
     _, d1, d2, d3, _ = outer.shape
     _, f1, f2, f3, _ = inner.shape
