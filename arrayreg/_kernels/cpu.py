@@ -456,7 +456,8 @@ def vote_row(values, weights, n_ch, one, outside, mixed, out):
 
 @cached_njit(**_JIT)
 def _warp3d_rows(image, channel_lanes, ddf, coords, top, one, constant, outside, vote, offset_type, out):
-    """The linear (or, with ``vote``, label) warp on the reference grid, row by row with :func:`warp_row`."""
+    """The linear (or, with ``vote``, label) warp on the reference grid, row by row with :func:`warp_row`;
+    a linear warp prefetches the next row's source lines (:func:`prefetch_row`) while it warps this one."""
     n_batch, d1, d2, d3, n_ch = image.shape
     f1, f2, f3 = ddf.shape[1], ddf.shape[2], ddf.shape[3]
     src, disp, dst = image.reshape(-1), ddf.reshape(-1), out.reshape(-1)
@@ -467,7 +468,7 @@ def _warp3d_rows(image, channel_lanes, ddf, coords, top, one, constant, outside,
         dims, base = (d1, d2, d3, n_ch), b * d1 * d2 * d3 * n_ch
         for j in range(f2):
             row = (t * f2 + j) * f3
-            if j + 1 < f2:
+            if len(vote) == 0 and j + 1 < f2:  # a label warp spends its time voting: there it did not pay
                 prefetch_row(src, dims, base, disp[3 * (row + f3) : 3 * (row + 2 * f3)], xi, coords[j + 1], coords,
                              top)
             warp_row(src, dims, channel_lanes, base, disp[3 * row : 3 * (row + f3)], xi, coords[j], coords, top, one,
@@ -480,7 +481,8 @@ def _apply3d_rows(image, channel_lanes, chain, grid_shape, coords, top, one, con
     """:func:`_warp3d_rows` with the DDF of a chain of world transforms (``chain`` the arguments of
     :func:`chain3d` before ``out``) on the grid ``grid_shape``, never stored: per row, :func:`chain_row`
     into a ``disp_type`` row (the values :func:`chain3d` stores), then :func:`warp_row` with it.  The rows
-    are computed one ahead, so that the next row's source lines are prefetched while this one is warped."""
+    are computed one ahead, so that a linear warp prefetches the next row's source lines while it warps this
+    one."""
     start, kinds, matrices, fields, tables, finish, subtract = chain
     n_batch, d1, d2, d3, n_ch = image.shape
     f1, f2, f3 = grid_shape
@@ -499,7 +501,8 @@ def _apply3d_rows(image, channel_lanes, chain, grid_shape, coords, top, one, con
             if j + 1 < f2:
                 ahead = rows[(j + 1) % 2]
                 chain_row(i, j + 1, start, kinds, matrices, fields, tables, finish, subtract, points, ahead)
-                prefetch_row(src, dims, base, ahead, coords[i], coords[j + 1], coords, top)
+                if len(vote) == 0:  # as in _warp3d_rows
+                    prefetch_row(src, dims, base, ahead, coords[i], coords[j + 1], coords, top)
             row = (t * f2 + j) * f3
             warp_row(src, dims, channel_lanes, base, rows[j % 2], coords[i], coords[j], coords, top, one, constant,
                      outside, vote, scratch, dst[row * n_ch : (row + f3) * n_ch])
