@@ -33,6 +33,7 @@ from . import ddf as _ddf
 from . import fields as _fields
 from . import resize as _resize
 from ._backend import backend_of
+from ._kernels import cpu
 from ._plan import compute_dtype, kernel_array
 from .io import world as _world
 from .resample import resample
@@ -91,12 +92,17 @@ def _bounds(ddf, grid=None, block_info=None):
     """``[[min], [max]]`` of ``grid + ddf`` per spatial axis over one block, in float64 and NaN ignored
     (``inf`` and ``-inf`` when every value is NaN), shaped ``(1, 1, 1, 1, 6)`` for ``map_blocks``.
 
-    On the reference grid, ``min(p_a + ddf_a) = min_i (i + min(ddf_a over the plane p_a = i))``: the
-    reduction runs in the DDF's own dtype (``fmin``/``fmax`` skip NaN), and only the per-plane profile is
-    added to the index, in float64, where the sum is exact.
+    On the reference grid, NumPy blocks take one pass of ``_kernels.cpu.location_bounds``; CuPy blocks use
+    ``min(p_a + ddf_a) = min_i (i + min(ddf_a over the plane p_a = i))``: the reduction runs in the DDF's own
+    dtype (``fmin``/``fmax`` skip NaN), and only the per-plane profile is added to the index, in float64.
     """
     xp = backend_of(ddf=ddf).xp
-    if grid is None:
+    if grid is None and xp is np:
+        origin = np.array([start for start, _ in block_info[0]["array-location"][1:4]], dtype=np.float64)
+        planes = np.empty((ddf.shape[0] * ddf.shape[1], 6))
+        cpu.location_bounds(np.ascontiguousarray(ddf), origin, planes)
+        low, high = planes[:, :3].min(axis=0, initial=np.inf), planes[:, 3:].max(axis=0, initial=-np.inf)
+    elif grid is None:
         origin = [start for start, _ in block_info[0]["array-location"][1:4]]
         low, high = [], []
         for a in range(3):

@@ -98,6 +98,30 @@ def test_all_nan_and_all_outside_blocks(rng):
         np.testing.assert_array_equal(got, want)
 
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_bounds_equal_a_brute_force_float64_minimum(rng, dtype):
+    """Each block's bounds are min and max of grid + ddf over its points (one float64 sum each, NaN skipped)."""
+    from arrayreg.dask import _bounds
+
+    ddf = rng.uniform(-3, 3, (2, 5, 6, 7, 3)).astype(dtype)
+    ddf[0, 1, 2] = np.nan
+    ddf[1, 4, 0, 3, 1] = 1e30
+    ddf[1, 2, 2, 2, 2] = -np.inf
+    ddf[0, 0, 0, 0, 0] = 1e-30
+    ddf[1, :, 3, :, 0] = np.nan
+    origin = (11, 0, 300)
+    location = [(0, 2)] + [(o, o + n) for o, n in zip(origin, ddf.shape[1:4])] + [(0, 3)]
+    points = np.stack(np.meshgrid(*[np.arange(o, o + n, dtype=np.float64) for o, n in zip(origin, ddf.shape[1:4])],
+                                  indexing="ij"), axis=-1) + ddf.astype(np.float64)
+    want = np.concatenate([np.nanmin(points, axis=(0, 1, 2, 3)), np.nanmax(points, axis=(0, 1, 2, 3))])
+    got = _bounds(ddf, None, {0: {"array-location": location}})
+    np.testing.assert_array_equal(got.reshape(6), want)
+    ddf[...] = np.nan
+    got = _bounds(ddf, None, {0: {"array-location": location}})
+    np.testing.assert_array_equal(got.reshape(6), [np.inf] * 3 + [-np.inf] * 3)
+
+
 def test_bad_input_is_named():
     image = da.zeros((1, 4, 4, 4), chunks=2)
     with pytest.raises(ValueError, match="ddf shape"):

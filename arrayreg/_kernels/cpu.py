@@ -722,6 +722,49 @@ def jacobian3d(ddf, inv_steps, half, one, out):
                 dst[first + k] = jacobian_point(src, 3 * (first + k), pi, mi, hi, pj, mj, hj, pk, mk, hk, one)
 
 
+
+@cached_njit(**_JIT)
+def location_bounds(ddf, origin, planes):
+    """``planes[t] = [min_a, max_a]`` (``a`` = 0, 1, 2, then the maxima) of ``p_a + ddf[..., a]`` in float64 over
+    the points ``p = origin + (i, j, k)`` of plane ``t`` (batch-major planes of axis 1) of ``ddf``
+    ``(batch, f1, f2, f3, 3)``.
+
+    ``origin`` is float64.  NaN values are skipped (a plane of NaN gives ``inf`` and ``-inf``).  Each bound is
+    one float64 rounding of ``value + index``: the index is added after the minimum or maximum over the points
+    that share it, which gives the same number because rounding is monotonic.
+    """
+    f1, f2, f3 = ddf.shape[1], ddf.shape[2], ddf.shape[3]
+    o1, o2, o3 = origin[0], origin[1], origin[2]
+    for t in prange(planes.shape[0]):
+        b, i = t // f1, t - (t // f1) * f1
+        low0, low1, low2 = np.inf, np.inf, np.inf
+        high0, high1, high2 = -np.inf, -np.inf, -np.inf
+        for j in range(f2):
+            row = ddf[b, i, j]
+            low1_row, high1_row = np.inf, -np.inf
+            for k in range(f3):
+                x, y, z = np.float64(row[k, 0]), np.float64(row[k, 1]), np.float64(row[k, 2]) + (o3 + k)
+                low0, high0 = _nan_min(low0, x), _nan_max(high0, x)
+                low1_row, high1_row = _nan_min(low1_row, y), _nan_max(high1_row, y)
+                low2, high2 = _nan_min(low2, z), _nan_max(high2, z)
+            low1, high1 = min(low1, low1_row + (o2 + j)), max(high1, high1_row + (o2 + j))
+        planes[t, 0], planes[t, 3] = low0 + (o1 + i), high0 + (o1 + i)
+        planes[t, 1], planes[t, 4] = low1, high1
+        planes[t, 2], planes[t, 5] = low2, high2
+
+
+@njit(inline="always")
+def _nan_min(low, value):
+    """``min(low, value)``, ``low`` when ``value`` is NaN."""
+    return value if value < low else low
+
+
+@njit(inline="always")
+def _nan_max(high, value):
+    """``max(high, value)``, ``high`` when ``value`` is NaN."""
+    return value if value > high else high
+
+
 @njit(inline="always")
 def field_at_voxel_row(fields, table, m, i, j, points):
     """``formulas.field_at_voxel`` for the voxels ``(i, j, k)`` of one row, in place on ``points``: the row's
