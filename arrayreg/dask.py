@@ -89,12 +89,15 @@ def _locations(ddf, grid, origin, start, dtype):
 
 
 def _bounds(ddf, grid=None, block_info=None):
-    """``[[min], [max]]`` of ``grid + ddf`` per spatial axis over one block, in float64 and NaN ignored
-    (``inf`` and ``-inf`` when every value is NaN), shaped ``(1, 1, 1, 1, 6)`` for ``map_blocks``.
+    """``[[min], [max]]`` of ``grid + ddf`` per spatial axis over one block, in float64, shaped
+    ``(1, 1, 1, 1, 6)`` for ``map_blocks``.
 
-    On the reference grid, NumPy blocks take one pass of ``_kernels.cpu.location_bounds``; CuPy blocks use
-    ``min(p_a + ddf_a) = min_i (i + min(ddf_a over the plane p_a = i))``: the reduction runs in the DDF's own
-    dtype (``fmin``/``fmax`` skip NaN), and only the per-plane profile is added to the index, in float64.
+    On the reference grid, NumPy blocks take one pass of ``_kernels.cpu.location_bounds``, where a NaN
+    coordinate counts as 0 (the voxel that the row kernels of :func:`arrayreg.ddf.warp_box` read for it).
+    Other blocks, which :func:`arrayreg.resample` samples inside their own box, ignore NaN (``inf`` and
+    ``-inf`` when every value is NaN); CuPy blocks use ``min(p_a + ddf_a) = min_i (i + min(ddf_a over the
+    plane p_a = i))``: the reduction runs in the DDF's own dtype (``fmin``/``fmax`` skip NaN), and only the
+    per-plane profile is added to the index, in float64.
     """
     xp = backend_of(ddf=ddf).xp
     if grid is None and xp is np:
@@ -123,21 +126,28 @@ def _host(array):
 
 
 def _box(low, high, margin, dim) -> tuple:
-    """``[floor(low) - margin, floor(high) + 1 + margin]`` clipped to ``[0, dim - 1]``, as a non-empty
-    ``(start, stop)``.
+    """``[floor(low) - margin, floor(high) + 1 + margin]`` clipped to ``[0, dim - 1]``, its start at most
+    ``dim - 2``, as a non-empty ``(start, stop)``.
 
-    Clamped locations read the edge voxels, and with a constant boundary the corners outside the volume
-    read the fill value, so the clipped box holds every voxel the kernel reads.
+    A coordinate ``c`` reads corners ``ceil(c) - 1`` and ``ceil(c)``; one clamped to ``dim - 1`` reads
+    ``dim - 2`` (with weight 0) and ``dim - 1``, hence the start; with a constant boundary the corners
+    outside the volume read the fill value.  So the box holds every voxel the kernels read.
     """
-    start = int(np.clip(np.floor(low) - margin, 0, dim - 1))
+    start = int(np.clip(np.floor(low) - margin, 0, max(dim - 2, 0)))
     stop = int(np.clip(np.floor(high) + 1 + margin, 0, dim - 1)) + 1
     return min(start, stop - 1), stop
 
 
-def _sample_block(volume, ddf, grid, origin, start, keywords, add_ddf):
-    """One output block: ``resample(volume, grid + ddf - start)``, plus ``ddf`` itself with ``add_ddf``."""
+def _sample_block(volume, ddf, grid, origin, start, keywords, add_ddf, image_shape):
+    """One output block: ``resample(volume, grid + ddf - start)``, plus ``ddf`` itself with ``add_ddf``.
+
+    On the reference grid the row kernel warps the box directly where it can (``ddf.warp_box``), with the
+    clamp limits of the whole image (spatial shape ``image_shape``); the numbers are the same.
+    """
     dtype = compute_dtype(volume, ddf, grid)
-    warped = resample(volume, _locations(ddf, grid, origin, start, dtype), **keywords)
+    warped = None if grid is not None else _ddf.warp_box(volume, start, image_shape, ddf, origin, **keywords)
+    if warped is None:
+        warped = resample(volume, _locations(ddf, grid, origin, start, dtype), **keywords)
     return kernel_array(ddf, dtype, backend_of(ddf=ddf).xp) + warped if add_ddf else warped
 
 
@@ -201,7 +211,7 @@ def _sampled(volume, ddf, grid, boxes, keywords, add_ddf, meta):
         grid_key = None if grid is None else (grid.name, 0) + index[1:] + (0,)
         key = (name,) + index + ((0,) if meta.ndim == 5 else ())
         layer[key] = (_sample_block, piece, (ddf.name,) + index + (0,), grid_key, origin,
-                      tuple(s for s, _ in box), keywords, add_ddf)
+                      tuple(s for s, _ in box), keywords, add_ddf, volume.shape[1:4])
     dependencies = [volume, ddf] + ([] if grid is None else [grid])
     graph = HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
     chunks = ddf.chunks[:4] + (((volume.shape[4],),) if meta.ndim == 5 else ())
@@ -334,7 +344,7 @@ def _store_block(ddf, grid=None, *, store, keywords, margin, block_info=None):
     volume = store[(slice(*location[0]),) + tuple(slice(s, e) for s, e in box)]
     volume = backend_of(ddf=ddf).xp.asarray(volume)
     origin = tuple(start for start, _ in location[1:4])
-    return _sample_block(volume, ddf, grid, origin, tuple(s for s, _ in box), keywords, False)
+    return _sample_block(volume, ddf, grid, origin, tuple(s for s, _ in box), keywords, False, store.shape[1:4])
 
 
 def _data_boxes(ddf, grid, dims, margin) -> dict:

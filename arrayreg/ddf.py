@@ -7,7 +7,7 @@ import numpy as np
 from . import _validation as validate
 from ._backend import backend_of
 from ._docstrings import fill
-from ._plan import compute_dtype, coordinate_table, kernel_array, plan_sampling
+from ._plan import compute_dtype, coordinate_table, kernel_array, plan_sampling, top_of
 
 
 @fill
@@ -90,6 +90,33 @@ def warp_image_ddf(image, ddf, grid_ref=None, *, interpolation: str = "linear", 
     grid = kernel_array(grid_ref, dtype, xp) if use_grid else xp.zeros((1, 1, 1, 1, 3), dtype=dtype)
     backend.kernels.warp3d(plan.vol, kernel_array(ddf, dtype, xp), grid, use_grid,
                            coordinate_table(ddf.shape[1:4], dtype, xp), plan.mode, out_view)
+    return out
+
+
+
+def warp_box(box, start, image_shape, ddf, origin, interpolation="linear", boundary="clamp", fill_value=0.0):
+    """The block of ``warp_image_ddf(image, whole_ddf)`` at ``origin`` from a box of ``image``, in one fused
+    pass where the kernels have one; for :mod:`arrayreg.dask`, not validated.
+
+    ``box`` ``(batch, d1, d2, d3[, ch])`` holds the voxels of ``image`` (spatial shape ``image_shape``) from
+    ``start`` on; ``ddf`` ``(batch, f1, f2, f3, 3)`` is the block of the whole DDF whose first point is
+    ``origin``.  Its point ``p`` samples ``image`` at ``(origin + p) + ddf[p]``, formed as the whole warp forms
+    it, clamped to the whole image, and every corner it reaches must lie in the box.  Linear and label warps
+    on the CPU run the row kernel (``cpu.warp_box3d``); for the others (CUDA, nearest, cubic, a value
+    dtype unlike the output's) this returns None and the caller samples the locations itself.
+    """
+    backend = backend_of(box=box, ddf=ddf)
+    if not backend.on_cpu:
+        return None
+    plan = plan_sampling(backend, box, "box", 3, box.ndim == 5, (ddf,), interpolation, boundary, fill_value)
+    out, out_view = plan.empty_output(ddf.shape[0], ddf.shape[1:4])
+    kernels = backend.kernels
+    if not kernels.takes_box(plan.method, plan.vol, out_view) or out.size == 0:
+        return None
+    dtype = plan.coord_dtype
+    axis_coords = tuple(np.arange(o, o + n, dtype=dtype) for o, n in zip(origin, ddf.shape[1:4]))
+    mode = (top_of(image_shape, dtype),) + plan.mode[1:]
+    kernels.warp_box3d(plan.vol, tuple(start), kernel_array(ddf, dtype, np), axis_coords, mode, out_view)
     return out
 
 

@@ -1,5 +1,7 @@
 """arrayreg.dask against the in-memory functions (themselves checked against scipy and DeepReg elsewhere)."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -101,7 +103,8 @@ def test_all_nan_and_all_outside_blocks(rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_block_bounds_equal_a_brute_force_float64_minimum(rng, dtype):
-    """Each block's bounds are min and max of grid + ddf over its points (one float64 sum each, NaN skipped)."""
+    """Each block's bounds are min and max of grid + ddf over its points (one float64 sum each; a NaN
+    coordinate counts as voxel 0, which the clamped kernels read for it)."""
     from arrayreg.dask import _bounds
 
     ddf = rng.uniform(-3, 3, (2, 5, 6, 7, 3)).astype(dtype)
@@ -114,12 +117,42 @@ def test_block_bounds_equal_a_brute_force_float64_minimum(rng, dtype):
     location = [(0, 2)] + [(o, o + n) for o, n in zip(origin, ddf.shape[1:4])] + [(0, 3)]
     points = np.stack(np.meshgrid(*[np.arange(o, o + n, dtype=np.float64) for o, n in zip(origin, ddf.shape[1:4])],
                                   indexing="ij"), axis=-1) + ddf.astype(np.float64)
-    want = np.concatenate([np.nanmin(points, axis=(0, 1, 2, 3)), np.nanmax(points, axis=(0, 1, 2, 3))])
+    points[np.isnan(points)] = 0.0
+    want = np.concatenate([points.min(axis=(0, 1, 2, 3)), points.max(axis=(0, 1, 2, 3))])
     got = _bounds(ddf, None, {0: {"array-location": location}})
     np.testing.assert_array_equal(got.reshape(6), want)
     ddf[...] = np.nan
     got = _bounds(ddf, None, {0: {"array-location": location}})
-    np.testing.assert_array_equal(got.reshape(6), [np.inf] * 3 + [-np.inf] * 3)
+    np.testing.assert_array_equal(got.reshape(6), np.zeros(6))
+
+
+
+@pytest.mark.parametrize("channels", [None, 1, 3])
+@pytest.mark.parametrize("boundary", ["clamp", "constant"])
+def test_box_warps_read_nothing_outside_their_box(rng, channels, boundary):
+    """ddf.warp_box on each block's box, the box held inside a NaN-filled buffer: a read beyond the box
+    (such as voxel 0 for a NaN point, or the voxel before a clamped edge) would make a value NaN."""
+    from arrayreg.dask import _MARGIN, _bounds, _box
+    from arrayreg.ddf import warp_box
+
+    image = rng.standard_normal((1, 10, 9, 8) + ((channels,) if channels else ())).astype(np.float32)
+    ddf = far_reaching_ddf(rng, (6, 7, 5), batch=1)
+    ddf[0, 4:, :, :, 0] = 30.0  # blocks that reach only the last plane of axis 1
+    keywords = {"interpolation": "linear", "boundary": boundary, "fill_value": 2.5}
+    want = arrayreg.warp_image_ddf(image, ddf, **keywords)
+    for origin in itertools.product(range(0, 6, 2), range(0, 7, 3), range(0, 5, 2)):
+        block = tuple(slice(o, o + n) for o, n in zip(origin, (2, 3, 2)))
+        piece = np.ascontiguousarray(ddf[(slice(None),) + block])
+        location = [(0, 1)] + [(s.start, s.start + n) for s, n in zip(block, piece.shape[1:4])] + [(0, 3)]
+        bounds = _bounds(piece, None, {0: {"array-location": location}})[0, 0, 0, 0]
+        box = tuple(_box(bounds[a], bounds[3 + a], _MARGIN["linear"], image.shape[a + 1]) for a in range(3))
+        values = image[(slice(None),) + tuple(slice(*b) for b in box)]
+        padded = np.full(values.size + 2000, np.nan, np.float32)
+        padded[1000 : 1000 + values.size] = values.reshape(-1)
+        held = padded[1000 : 1000 + values.size].reshape(values.shape)
+        got = warp_box(held, tuple(s for s, _ in box), image.shape[1:4], piece, origin, **keywords)
+        np.testing.assert_array_equal(got, want[(slice(None),) + tuple(slice(o, o + n) for o, n in
+                                                                        zip(origin, piece.shape[1:4]))])
 
 
 def test_bad_input_is_named():

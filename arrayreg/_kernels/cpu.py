@@ -371,10 +371,10 @@ def prefetch_row(src, dims, base, disp, xi, yj, coords, top):
     Every ``max(6, 32 // bytes per point)`` points (measured: denser prefetching of a 3-channel field
     costs more than it saves), the point ``(xi, yj, coords[k]) + disp[3k:3k+3]``
     clamped to ``[0, top]``, truncated to voxel ``(i, j, k)``: its line and the lines at ``(i + 1, j)``,
-    ``(i, j + 1)`` and ``(i + 1, j + 1)``, each index clipped to the volume.  NaN points are skipped.  Called
+    ``(i, j + 1)`` and ``(i + 1, j + 1)``, each index clipped to ``top``.  NaN points are skipped.  Called
     for the next row while this one is warped, it turns the gathers' misses into cache hits.
     """
-    d1, d2, d3, n_ch = dims
+    _, d2, d3, n_ch = dims
     s2 = d3 * n_ch
     s1 = d2 * s2
     step = max(6, 32 // (src.itemsize * n_ch))
@@ -385,8 +385,8 @@ def prefetch_row(src, dims, base, disp, xi, yj, coords, top):
             continue
         i, j = np.int64(min(max(x, zero), top[0])), np.int64(min(max(y, zero), top[1]))
         corner = base + np.int64(min(max(z, zero), top[2])) * n_ch
-        a0, a1 = corner + i * s1, corner + min(i + 1, d1 - 1) * s1
-        b0, b1 = j * s2, min(j + 1, d2 - 1) * s2
+        a0, a1 = corner + i * s1, corner + min(i + 1, np.int64(top[0])) * s1
+        b0, b1 = j * s2, min(j + 1, np.int64(top[1])) * s2
         prefetch(src, a0 + b0)
         prefetch(src, a0 + b1)
         prefetch(src, a1 + b0)
@@ -456,24 +456,29 @@ def vote_row(values, weights, n_ch, one, outside, mixed, out):
 
 
 @cached_njit(**_JIT)
-def _warp3d_rows(image, channel_lanes, ddf, coords, top, one, constant, outside, vote, offset_type, out):
+def _warp3d_rows(image, channel_lanes, ddf, axis_coords, shift, top, one, constant, outside, vote, offset_type, out):
     """The linear (or, with ``vote``, label) warp on the reference grid, row by row with :func:`warp_row`;
-    a linear warp prefetches the next row's source lines (:func:`prefetch_row`) while it warps this one."""
+    a linear warp prefetches the next row's source lines (:func:`prefetch_row`) while it warps this one.
+
+    Point ``(i, j, k)`` of ``ddf`` sits at ``(c1[i], c2[j], c3[k])``, ``axis_coords == (c1, c2, c3)``, and a
+    voxel at flat offset ``o`` of a batch element of ``image`` is read at ``o - shift`` (see :func:`warp_box3d`).
+    """
     n_batch, d1, d2, d3, n_ch = image.shape
     f1, f2, f3 = ddf.shape[1], ddf.shape[2], ddf.shape[3]
     src, disp, dst = image.reshape(-1), ddf.reshape(-1), out.reshape(-1)
+    coords_i, coords_j, coords = axis_coords
     for t in prange(n_batch * f1):
         b = t // f1
         scratch = row_scratch(f3, n_ch, channel_lanes, vote, offset_type, image, coords)
-        xi = coords[t - b * f1]
-        dims, base = (d1, d2, d3, n_ch), b * d1 * d2 * d3 * n_ch
+        xi = coords_i[t - b * f1]
+        dims, base = (d1, d2, d3, n_ch), b * d1 * d2 * d3 * n_ch - shift
         for j in range(f2):
             row = (t * f2 + j) * f3
             if len(vote) == 0 and j + 1 < f2:  # a label warp spends its time voting: there it did not pay
-                prefetch_row(src, dims, base, disp[3 * (row + f3) : 3 * (row + 2 * f3)], xi, coords[j + 1], coords,
-                             top)
-            warp_row(src, dims, channel_lanes, base, disp[3 * row : 3 * (row + f3)], xi, coords[j], coords, top, one,
-                     constant, outside, vote, scratch, dst[row * n_ch : (row + f3) * n_ch])
+                prefetch_row(src, dims, base, disp[3 * (row + f3) : 3 * (row + 2 * f3)], xi, coords_j[j + 1],
+                             coords, top)
+            warp_row(src, dims, channel_lanes, base, disp[3 * row : 3 * (row + f3)], xi, coords_j[j], coords, top,
+                     one, constant, outside, vote, scratch, dst[row * n_ch : (row + f3) * n_ch])
 
 
 @cached_njit(**_JIT)
@@ -594,8 +599,29 @@ def warp3d(image, ddf, grid, use_grid, coords, mode, out):
     elif method not in (LINEAR, LABEL) or use_grid or image.dtype != out.dtype:
         _warp3d_points(image, ddf, grid, use_grid, coords, mode, out)
     else:
-        _warp3d_rows(image, _lanes(image.shape[-1]), ddf, coords, top, one, constant, outside, _vote(method),
-                     _offset_type(image), out)
+        _warp3d_rows(image, _lanes(image.shape[-1]), ddf, (coords, coords, coords), 0, top, one, constant, outside,
+                     _vote(method), _offset_type(image), out)
+
+
+def takes_box(method, box, out):
+    """Whether :func:`warp_box3d` serves a warp: linear or label, the box read in the output's dtype."""
+    return method in (LINEAR, LABEL) and box.dtype == out.dtype
+
+
+def warp_box3d(box, start, ddf, axis_coords, mode, out):
+    """:func:`warp3d` on the reference grid of the part of an image that lies in ``box``
+    ``(batch, d1, d2, d3, ch)``, the image's voxels from ``start`` (one index per axis) on.
+
+    The image's own clamp limits are ``mode``'s ``top``; point ``(i, j, k)`` of ``ddf`` sits at
+    ``(c1[i], c2[j], c3[k])`` of the image, ``axis_coords == (c1, c2, c3)``.  Every corner that the points
+    reach, clamped to ``[0, top]``, must lie in the box (the caller's box is that bound); then the values are
+    those of the whole image's warp, bit for bit.  Linear and label warps only (:func:`takes_box`).
+    """
+    top, method, constant, one, outside, _ = mode
+    _, d1, d2, d3, n_ch = box.shape
+    shift = ((start[0] * d2 + start[1]) * d3 + start[2]) * n_ch
+    _warp3d_rows(box, _lanes(n_ch), ddf, axis_coords, np.int64(shift), top, one, constant, outside, _vote(method),
+                 _offset_type(box), out)
 
 
 def apply3d(image, chain, coords, mode, disp_type, out):
@@ -727,42 +753,33 @@ def jacobian3d(ddf, inv_steps, half, one, out):
 def location_bounds(ddf, origin, planes):
     """``planes[t] = [min_a, max_a]`` (``a`` = 0, 1, 2, then the maxima) of ``p_a + ddf[..., a]`` in float64 over
     the points ``p = origin + (i, j, k)`` of plane ``t`` (batch-major planes of axis 1) of ``ddf``
-    ``(batch, f1, f2, f3, 3)``.
+    ``(batch, f1, f2, f3, 3)``; ``origin`` is float64.
 
-    ``origin`` is float64.  NaN values are skipped (a plane of NaN gives ``inf`` and ``-inf``).  Each bound is
-    one float64 rounding of ``value + index``: the index is added after the minimum or maximum over the points
-    that share it, which gives the same number because rounding is monotonic.
+    A NaN coordinate counts as 0: the clamped corners of a NaN coordinate are voxel 0 (``linear_axis``), which
+    the kernels read (with a NaN weight), so a box must hold it.
     """
     f1, f2, f3 = ddf.shape[1], ddf.shape[2], ddf.shape[3]
-    o1, o2, o3 = origin[0], origin[1], origin[2]
     for t in prange(planes.shape[0]):
         b, i = t // f1, t - (t // f1) * f1
+        x_index = origin[0] + i
         low0, low1, low2 = np.inf, np.inf, np.inf
         high0, high1, high2 = -np.inf, -np.inf, -np.inf
         for j in range(f2):
-            row = ddf[b, i, j]
-            low1_row, high1_row = np.inf, -np.inf
+            row, y_index = ddf[b, i, j], origin[1] + j
             for k in range(f3):
-                x, y, z = np.float64(row[k, 0]), np.float64(row[k, 1]), np.float64(row[k, 2]) + (o3 + k)
-                low0, high0 = _nan_min(low0, x), _nan_max(high0, x)
-                low1_row, high1_row = _nan_min(low1_row, y), _nan_max(high1_row, y)
-                low2, high2 = _nan_min(low2, z), _nan_max(high2, z)
-            low1, high1 = min(low1, low1_row + (o2 + j)), max(high1, high1_row + (o2 + j))
-        planes[t, 0], planes[t, 3] = low0 + (o1 + i), high0 + (o1 + i)
-        planes[t, 1], planes[t, 4] = low1, high1
-        planes[t, 2], planes[t, 5] = low2, high2
+                x = _nan_as_zero(np.float64(row[k, 0]) + x_index)
+                y = _nan_as_zero(np.float64(row[k, 1]) + y_index)
+                z = _nan_as_zero(np.float64(row[k, 2]) + (origin[2] + k))
+                low0, low1, low2 = min(low0, x), min(low1, y), min(low2, z)
+                high0, high1, high2 = max(high0, x), max(high1, y), max(high2, z)
+        planes[t, 0], planes[t, 1], planes[t, 2] = low0, low1, low2
+        planes[t, 3], planes[t, 4], planes[t, 5] = high0, high1, high2
 
 
 @njit(inline="always")
-def _nan_min(low, value):
-    """``min(low, value)``, ``low`` when ``value`` is NaN."""
-    return value if value < low else low
-
-
-@njit(inline="always")
-def _nan_max(high, value):
-    """``max(high, value)``, ``high`` when ``value`` is NaN."""
-    return value if value > high else high
+def _nan_as_zero(value):
+    """``value``, or 0 for NaN."""
+    return value if value == value else 0.0
 
 
 @njit(inline="always")
