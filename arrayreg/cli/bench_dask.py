@@ -145,9 +145,10 @@ def _in_memory(folder, repeat=3):
 
 def run(size=512, big=1024, workers=2, memory_limit="1GiB"):
     """Print the table of the three runs."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from ..io.chunked import open_zarr
+    from .chunked import local_cluster
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="arrayreg_dask_bench_", dir=os.environ.get("ARRAYREG_BENCH_DIR")) as d:
@@ -156,8 +157,7 @@ def run(size=512, big=1024, workers=2, memory_limit="1GiB"):
         (folder / "b").mkdir()
         _write_inputs(folder / "a", size, np.float32, True)
         in_memory, end_to_end, want = _in_memory(folder / "a")
-        with LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit,
-                          dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"}) as cluster, Client(cluster) as client:
+        with local_cluster(workers, memory_limit) as cluster, Client(cluster) as client:
             _warm_up(client)
             ddf = open_zarr(folder / "a" / "ddf.zarr", "ddf")[0]
             seconds, peaks, restarted = _warp_stores(client, folder / "a" / "image.zarr", ddf,
