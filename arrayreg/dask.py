@@ -357,13 +357,16 @@ def _data_boxes(ddf, grid, dims, margin) -> dict:
             for index in np.ndindex(bounds.shape[:4])}
 
 
-def _reach_boxes(ddf, reach, dims) -> dict:
-    """Each block's box from a bound on its displacements: ``reach[a] >= max |ddf[..., a]|``."""
+def _reach_boxes(ddf, reach, dims, from_zero) -> dict:
+    """Each block's box from a bound on its displacements: ``reach[a] >= max |ddf[..., a]|``; with
+    ``from_zero`` (a field with NaN, which spreads to blocks that no bound foresees) every box starts at voxel
+    0, which the clamped kernels read for a NaN coordinate (:func:`_bounds`)."""
     spans = _block_slices(ddf.chunks[1:4])
     boxes = {}
     for index in itertools.product(*(range(n) for n in ddf.numblocks[:4])):
         region = [spans[a][n] for a, n in enumerate(index[1:])]
-        boxes[index] = tuple(_box(s - reach[a], e - 1 + reach[a], 1, dims[a]) for a, (s, e) in enumerate(region))
+        boxes[index] = tuple(_box(0 if from_zero else s - reach[a], e - 1 + reach[a], 1, dims[a])
+                             for a, (s, e) in enumerate(region))
     return boxes
 
 
@@ -397,7 +400,8 @@ def integrate_dvf(dvf, num_steps: int = 7):
     ``ddf = dvf / 2**num_steps``, then ``num_steps`` times ``ddf = ddf + warp(ddf, ddf)`` (linear,
     clamp).  The boxes of every step come from one eager pass: with ``M = max |dvf[..., a]|`` (NaN
     ignored), step ``k`` (from 0) displaces by at most ``2**k * M / 2**num_steps`` along axis ``a``
-    (a linear sample is a convex combination), so its boxes reach that far and no further.  The result
+    (a linear sample is a convex combination), so its boxes reach that far and no further (from voxel 0 on,
+    when the field holds NaN).  The result
     is lazy, chunked as ``dvf``, and equal to the in-memory one bit for bit.
 
     Examples
@@ -417,12 +421,14 @@ def integrate_dvf(dvf, num_steps: int = 7):
         return current
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN fields
-        largest = np.nan_to_num(da.nanmax(abs(current), axis=(0, 1, 2, 3)).compute(), nan=0.0)
+        largest, has_nan = dask.compute(da.nanmax(abs(current), axis=(0, 1, 2, 3)), da.isnan(current).any())
+    largest = np.nan_to_num(largest, nan=0.0)
     keywords = {"interpolation": "linear", "boundary": "clamp", "fill_value": 0.0}
     dims = dvf.shape[1:4]
     for step in range(num_steps):
-        reach = [int(min(np.ceil(np.ldexp(m, step)), max(dims))) for m in largest]
-        current = _sampled(current, current, None, _reach_boxes(current, reach, dims), keywords, True, meta)
+        reach = [int(min(np.ceil(np.ldexp(min(m, max(dims)), step)), max(dims))) for m in largest]
+        boxes = _reach_boxes(current, reach, dims, bool(has_nan))
+        current = _sampled(current, current, None, boxes, keywords, True, meta)
     return current
 
 

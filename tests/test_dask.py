@@ -188,6 +188,17 @@ def test_integrate_equals_the_in_memory_integration(rng, chunks):
                                   arrayreg.integrate_dvf(dvf, 0))
 
 
+
+def test_integrate_with_nan_far_from_the_origin(rng):
+    """NaN spreads over the squaring steps, and the clamped kernels read voxel 0 for it: every box must hold
+    voxel 0 (an out-of-bounds read otherwise, which CI's NUMBA_BOUNDSCHECK pass turns into an error)."""
+    dvf = rng.uniform(-1, 1, (1, 12, 12, 12, 3)).astype(np.float32)
+    dvf[0, 8, 9, 10] = np.nan
+    dvf[0, 9, 2, 9, 1] = np.inf
+    got = chunked.integrate_dvf(da.from_array(dvf, (1, 4, 4, 4, 3)), num_steps=4).compute(scheduler="sync")
+    np.testing.assert_array_equal(got, arrayreg.integrate_dvf(dvf, num_steps=4))
+
+
 def test_jacobian_equals_the_in_memory_jacobian(rng):
     ddf = rng.uniform(-1, 1, (2, 7, 6, 5, 3)).astype(np.float32)
     want = arrayreg.jacobian_determinant(ddf, spacing=(1.0, 0.5, 2.0))

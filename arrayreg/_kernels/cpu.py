@@ -748,7 +748,6 @@ def jacobian3d(ddf, inv_steps, half, one, out):
                 dst[first + k] = jacobian_point(src, 3 * (first + k), pi, mi, hi, pj, mj, hj, pk, mk, hk, one)
 
 
-
 @cached_njit(**_JIT)
 def location_bounds(ddf, origin, planes):
     """``planes[t] = [min_a, max_a]`` (``a`` = 0, 1, 2, then the maxima) of ``p_a + ddf[..., a]`` in float64 over
