@@ -102,21 +102,21 @@ def warp_box(box, start, image_shape, ddf, origin, interpolation="linear", bound
     ``start`` on; ``ddf`` ``(batch, f1, f2, f3, 3)`` is the block of the whole DDF whose first point is
     ``origin``.  Its point ``p`` samples ``image`` at ``(origin + p) + ddf[p]``, formed as the whole warp forms
     it, clamped to the whole image, and every corner it reaches must lie in the box.  Linear and label warps
-    on the CPU run the row kernel (``cpu.warp_box3d``); for the others (CUDA, nearest, cubic, a value
-    dtype unlike the output's) this returns None and the caller samples the locations itself.
+    on the CPU run the row kernel (``cpu.warp_box3d``; both read the box in the output's dtype); for the
+    others (CUDA, nearest, cubic) this returns None before any work, and the caller samples the locations
+    itself.
     """
     backend = backend_of(box=box, ddf=ddf)
-    if not backend.on_cpu:
+    if not backend.on_cpu or interpolation not in ("linear", "label"):
         return None
     plan = plan_sampling(backend, box, "box", 3, box.ndim == 5, (ddf,), interpolation, boundary, fill_value)
     out, out_view = plan.empty_output(ddf.shape[0], ddf.shape[1:4])
-    kernels = backend.kernels
-    if not kernels.takes_box(plan.method, plan.vol, out_view) or out.size == 0:
-        return None
+    if out.size == 0:
+        return out
     dtype = plan.coord_dtype
     axis_coords = tuple(np.arange(o, o + n, dtype=dtype) for o, n in zip(origin, ddf.shape[1:4]))
     mode = (top_of(image_shape, dtype),) + plan.mode[1:]
-    kernels.warp_box3d(plan.vol, tuple(start), kernel_array(ddf, dtype, np), axis_coords, mode, out_view)
+    backend.kernels.warp_box3d(plan.vol, tuple(start), kernel_array(ddf, dtype, np), axis_coords, mode, out_view)
     return out
 
 

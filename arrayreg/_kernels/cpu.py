@@ -603,11 +603,6 @@ def warp3d(image, ddf, grid, use_grid, coords, mode, out):
                      _vote(method), _offset_type(image), out)
 
 
-def takes_box(method, box, out):
-    """Whether :func:`warp_box3d` serves a warp: linear or label, the box read in the output's dtype."""
-    return method in (LINEAR, LABEL) and box.dtype == out.dtype
-
-
 def warp_box3d(box, start, ddf, axis_coords, mode, out):
     """:func:`warp3d` on the reference grid of the part of an image that lies in ``box``
     ``(batch, d1, d2, d3, ch)``, the image's voxels from ``start`` (one index per axis) on.
@@ -615,7 +610,7 @@ def warp_box3d(box, start, ddf, axis_coords, mode, out):
     The image's own clamp limits are ``mode``'s ``top``; point ``(i, j, k)`` of ``ddf`` sits at
     ``(c1[i], c2[j], c3[k])`` of the image, ``axis_coords == (c1, c2, c3)``.  Every corner that the points
     reach, clamped to ``[0, top]``, must lie in the box (the caller's box is that bound); then the values are
-    those of the whole image's warp, bit for bit.  Linear and label warps only (:func:`takes_box`).
+    those of the whole image's warp, bit for bit.  Linear and label warps only, ``box`` in ``out``'s dtype.
     """
     top, method, constant, one, outside, _ = mode
     _, d1, d2, d3, n_ch = box.shape
