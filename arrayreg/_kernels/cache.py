@@ -31,10 +31,15 @@ def prefetch(typingctx, array, index):
 
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        offset = context.cast(builder, args[1], signature.args[1], types.intp)
-        address = builder.bitcast(builder.gep(data, [offset]), _I8_POINTER)
-        function = cgutils.get_or_insert_function(builder.module, _PREFETCH, "llvm.prefetch.p0i8")
-        builder.call(function, [address, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+        emit_prefetch(builder, data, context.cast(builder, args[1], signature.args[1], types.intp))
         return context.get_dummy_value()
 
     return types.none(array, index), codegen
+
+
+def emit_prefetch(builder, pointer, offset):
+    """The IR of :func:`prefetch`: the line of ``pointer[offset]`` (an LLVM pointer and integer), for code
+    generators of other intrinsics.  A prefetch never faults, so ``offset`` may lie past the array."""
+    address = builder.bitcast(builder.gep(pointer, [offset]), _I8_POINTER)
+    function = cgutils.get_or_insert_function(builder.module, _PREFETCH, "llvm.prefetch.p0i8")
+    builder.call(function, [address, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])

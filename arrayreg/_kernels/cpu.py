@@ -15,6 +15,7 @@ from .cache import prefetch
 from .formulas import CUBIC, LABEL, LINEAR, NEAREST
 from .jit import cached_njit
 from .stack import stack_pointer
+from .window import SPAN, WIDTH, takes_windows, window_tile
 
 _F = formulas.build(njit(inline="always"), np.ceil, njit(nogil=True, error_model="numpy"))
 linear_axis = _F.linear_axis
@@ -43,6 +44,7 @@ _ROW = dict(nogil=True, error_model="numpy")
 _CHUNK = 4096  # points per parallel task in the resample kernels
 _MAX_LANES = 4  # the largest channel count compiled as a constant (_lanes), and so the most linear_row takes
 _TILE = 256  # points per stack tile of linear_row
+_WINDOW_MISSES = 2  # tiles that window_row leaves to linear_tile before it leaves it the rest of the row
 _TILE_VALUES = _MAX_LANES * _TILE  # its values
 _MASKED_CHANNELS = 2  # linear_row takes the constant boundary in its vectorised loop (masked gathers) up to this
 # channel count; with more, its clamped loop and a fix-up of the points outside were faster (3 channels 11.7 against
@@ -198,7 +200,8 @@ def _select_warp_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, 
     if _takes_linear_row(channel_lanes, vote):
         def linear(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, vote, scratch,
                    out):
-            linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, out)
+            return linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside,
+                              out)
         return linear
 
     def gather(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, vote, scratch,
@@ -206,6 +209,7 @@ def _select_warp_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, 
         offsets, weights, values, mixed, marks = scratch
         gather_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, len(vote) > 0,
                    offsets, weights, values, mixed, marks, out)
+        return False
     return gather
 
 
@@ -296,7 +300,11 @@ def linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, c
     values = carray(stack_pointer(_TILE_VALUES, src), _TILE_VALUES)
     marks = carray(stack_pointer(_TILE, np.bool_), _TILE)
     masked = n_ch <= _MASKED_CHANNELS
-    for first in range(0, f3, _TILE):
+    done = 0
+    if (takes_windows(src, disp, coords, xi, top, out) and n_ch == 1 and not constant and dims[2] >= SPAN
+            and top[2] + one == dims[2]):
+        done = window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, outside, values, out)
+    for first in range(done, f3, _TILE):
         n = min(_TILE, f3 - first)
         if constant and masked:
             linear_tile(src, channel_lanes, s1, s2, base, disp, xi, yj, coords, top, one, True, outside, first, n,
@@ -312,6 +320,30 @@ def linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, c
             if mark_outside(tile_disp, xi, yj, tile_coords, top, tile_marks) > 0:
                 constant_fixup(src, dims, base, tile_disp, xi, yj, tile_coords, top, one, outside, LINEAR, tile_marks,
                                tile)
+    return done > 0 and done == f3 - f3 % WIDTH
+
+
+@njit(inline="always")
+def window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, outside, values, out):
+    """The tiles of 16 points of a 1-channel clamped :func:`linear_row` by :func:`.window.window_tile`; a tile
+    it leaves (not square) is done by :func:`linear_tile`, and at the ``_WINDOW_MISSES``-th such tile the row
+    stops (a rough field: there the windows cost more than they save).  Returns how many points from the
+    row's start are done."""
+    s2 = dims[2]
+    s1 = dims[1] * s2
+    end = out.shape[0] - out.shape[0] % WIDTH
+    misses = 0
+    for first in range(0, end, WIDTH):
+        if window_tile(src, base, disp, coords, first, xi, yj, top, s1, s2, dims[2], out):
+            continue
+        misses += 1
+        if misses == _WINDOW_MISSES:
+            return first
+        linear_tile(src, channel_lanes, s1, s2, base, disp, xi, yj, coords, top, one, False, outside, first, WIDTH,
+                    values)
+        for q in range(WIDTH):
+            out[first + q] = values[q]
+    return end
 
 
 @njit(inline="always")
@@ -472,13 +504,16 @@ def _warp3d_rows(image, channel_lanes, ddf, axis_coords, shift, top, one, consta
         scratch = row_scratch(f3, n_ch, channel_lanes, vote, offset_type, image, coords)
         xi = coords_i[t - b * f1]
         dims, base = (d1, d2, d3, n_ch), b * d1 * d2 * d3 * n_ch - shift
+        windowed = False
         for j in range(f2):
             row = (t * f2 + j) * f3
-            if len(vote) == 0 and j + 1 < f2:  # a label warp spends its time voting: there it did not pay
+            # a label warp spends its time voting: there it did not pay; a windowed row prefetches its own
+            if len(vote) == 0 and not windowed and j + 1 < f2:
                 prefetch_row(src, dims, base, disp[3 * (row + f3) : 3 * (row + 2 * f3)], xi, coords_j[j + 1],
                              coords, top)
-            warp_row(src, dims, channel_lanes, base, disp[3 * row : 3 * (row + f3)], xi, coords_j[j], coords, top,
-                     one, constant, outside, vote, scratch, dst[row * n_ch : (row + f3) * n_ch])
+            windowed = warp_row(src, dims, channel_lanes, base, disp[3 * row : 3 * (row + f3)], xi, coords_j[j],
+                                coords, top, one, constant, outside, vote, scratch,
+                                dst[row * n_ch : (row + f3) * n_ch])
 
 
 @cached_njit(**_JIT)
@@ -501,17 +536,18 @@ def _apply3d_rows(image, channel_lanes, chain, grid_shape, coords, top, one, con
         scratch = row_scratch(f3, n_ch, channel_lanes, vote, offset_type, image, coords)
         points = np.empty((3, f3), np.float64)
         rows = np.empty((2, 3 * f3), disp_type.dtype)
+        windowed = False
         for j in range(f2):
             if j == 0:
                 chain_row(i, 0, start, kinds, matrices, fields, tables, finish, subtract, points, rows[0])
             if j + 1 < f2:
                 ahead = rows[(j + 1) % 2]
                 chain_row(i, j + 1, start, kinds, matrices, fields, tables, finish, subtract, points, ahead)
-                if len(vote) == 0:  # as in _warp3d_rows
+                if len(vote) == 0 and not windowed:  # as in _warp3d_rows
                     prefetch_row(src, dims, base, ahead, coords[i], coords[j + 1], coords, top)
             row = (t * f2 + j) * f3
-            warp_row(src, dims, channel_lanes, base, rows[j % 2], coords[i], coords[j], coords, top, one, constant,
-                     outside, vote, scratch, dst[row * n_ch : (row + f3) * n_ch])
+            windowed = warp_row(src, dims, channel_lanes, base, rows[j % 2], coords[i], coords[j], coords, top, one,
+                                constant, outside, vote, scratch, dst[row * n_ch : (row + f3) * n_ch])
 
 
 @njit(inline="always")

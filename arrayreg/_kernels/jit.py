@@ -8,9 +8,9 @@ except that the on-disk cache can only ever cost a compilation, never a call:
   uncreatable), the kernel compiles in memory on first use;
 - a cache file that cannot be read (a truncated or corrupt ``.nbi``/``.nbc``)
   is ignored, the kernel recompiles, and the file is written afresh;
-- an entry is stale when ``formulas.py`` changed, not only the kernel's own
-  file: Numba stamps an entry with its own source file alone, and the
-  formulas are compiled into every kernel.
+- an entry is stale when a module compiled into the kernels changed
+  (``formulas.py``, ``cache.py``, ``stack.py``, ``window.py``), not only the
+  kernel's own file: Numba stamps an entry with its own source file alone.
 
 Either case issues one ``RuntimeWarning`` per process.
 
@@ -36,17 +36,17 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-FORMULAS = Path(__file__).with_name("formulas.py")
+COMPILED_IN = tuple(Path(__file__).with_name(name) for name in ("formulas.py", "cache.py", "stack.py", "window.py"))
 
 
 class TolerantCache(FunctionCache):
     """Numba's per-function cache, with unreadable entries recompiled and unwritable ones skipped, stamped
-    with ``formulas.py`` as well as the kernel's own file."""
+    with the modules of ``COMPILED_IN`` as well as the kernel's own file."""
 
     def __init__(self, py_func):
         super().__init__(py_func)
-        formulas = os.stat(FORMULAS)
-        self._cache_file._source_stamp = (self._cache_file._source_stamp, formulas.st_mtime, formulas.st_size)
+        stamps = tuple((status.st_mtime, status.st_size) for status in map(os.stat, COMPILED_IN))
+        self._cache_file._source_stamp = (self._cache_file._source_stamp,) + stamps
 
     def load_overload(self, sig, target_context):
         try:

@@ -1,0 +1,206 @@
+"""The AVX-512 window tiles of the linear row warp (arrayreg._kernels.window), against a NumPy reference.
+
+The reference is DeepReg's clamped linear interpolation written out in NumPy float32, operation for
+operation (clamp, ``hi = ceil(c)``, ``lo = hi - 1`` unless ``hi == 0``, weight ``hi - c``, the corners
+combined along axis 0, then 1, then 2): the window tiles must equal it bit for bit.
+"""
+
+import ctypes
+import mmap
+import sys
+
+import numpy as np
+import pytest
+from numba import njit
+
+import arrayreg
+from arrayreg._kernels import window
+from arrayreg._kernels.window import WIDTH, takes_windows, window_tile
+
+pytestmark = pytest.mark.skipif(not window.AVAILABLE, reason="the window tiles need an AVX-512 CPU")
+
+
+def clamped_axis(c, size):
+    top = np.float32(size - 1)
+    nan = np.isnan(c)
+    c = np.where(c < 0, np.float32(0), np.where(c > top, top, c))
+    hi_f = np.ceil(c)
+    hi = np.where(nan, 0, np.nan_to_num(hi_f)).astype(np.int64)
+    lo = np.where(hi > 0, hi - 1, hi)
+    return lo, hi, (hi_f - c).astype(np.float32)
+
+
+def mix(lo, hi, w):
+    return lo * w + hi * (np.float32(1) - w)
+
+
+def deepreg_warp(image, ddf):
+    """``image (d1, d2, d3)`` float32 warped by ``ddf (f1, f2, f3, 3)`` on the reference grid (clamp)."""
+    grid = np.indices(ddf.shape[:3], dtype=np.float32)
+    (i0, i1, wi), (j0, j1, wj), (k0, k1, wk) = (clamped_axis(grid[a] + ddf[..., a], image.shape[a])
+                                                for a in range(3))
+    v = {(a, b, c): image[(i0, i1)[a], (j0, j1)[b], (k0, k1)[c]] for a in (0, 1) for b in (0, 1) for c in (0, 1)}
+    f00, f10 = mix(v[0, 0, 0], v[1, 0, 0], wi), mix(v[0, 1, 0], v[1, 1, 0], wi)
+    f01, f11 = mix(v[0, 0, 1], v[1, 0, 1], wi), mix(v[0, 1, 1], v[1, 1, 1], wi)
+    return mix(mix(f00, f10, wj), mix(f01, f11, wj), wk)
+
+
+@njit
+def _tiles_of_row(src, dims, disp, xi, yj, coords, top, out):
+    """Every whole tile of one row through window_tile: whether each was done."""
+    d1, d2, d3 = dims
+    done = np.zeros(out.shape[0] // WIDTH, np.bool_)
+    for tile in range(done.shape[0]):
+        done[tile] = window_tile(src, 0, disp, coords, tile * WIDTH, xi, yj, top, d2 * d3, d3, d3, out)
+    return done
+
+
+def window_warp(image, ddf):
+    """The warp by window tiles alone: NaN where no tile did a point; the tiles' flags; the points done."""
+    d1, d2, d3 = image.shape
+    f1, f2, f3 = ddf.shape[:3]
+    coords = np.arange(max(image.shape + ddf.shape[:3]), dtype=np.float32)
+    top = tuple(np.float32(s - 1) for s in image.shape)
+    out = np.full(ddf.shape[:3], np.nan, np.float32)
+    flags = np.zeros((f1, f2, f3 // WIDTH), bool)
+    for i in range(f1):
+        for j in range(f2):
+            flags[i, j] = _tiles_of_row(image.reshape(-1), (d1, d2, d3), ddf[i, j].reshape(-1), coords[i],
+                                        coords[j], coords, top, out[i, j])
+    done = np.zeros(ddf.shape[:3], bool)
+    done[..., : flags.shape[-1] * WIDTH] = np.repeat(flags, WIDTH, axis=-1)
+    return out, flags, done
+
+
+def smooth_field(shape, amplitude, seed):
+    rng = np.random.default_rng(seed)
+    axes = np.meshgrid(*[np.linspace(0, np.pi, s, dtype=np.float32) for s in shape], indexing="ij")
+    phases = rng.uniform(0, np.pi, (3, 3)).astype(np.float32)
+    return np.stack([amplitude * np.sin(axes[0] + p[0]) * np.cos(axes[1] + p[1]) * np.sin(axes[2] + p[2])
+                     for p in phases], axis=-1).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape, amplitude, least_done", [((16, 16, 64), 2.0, 0.85), ((12, 14, 64), 2.5, 0.8),
+                                                         ((6, 7, 32), 1.5, 0.7), ((9, 10, 48), 6.0, 0.3)])
+def test_window_tiles_equal_the_reference_bit_for_bit(shape, amplitude, least_done):
+    """Smooth fields leave few tiles to the caller; the rougher last one leaves most."""
+    image = np.random.default_rng(1).random(shape, dtype=np.float32)
+    ddf = smooth_field(shape, amplitude, seed=2)
+    out, flags, done = window_warp(image, ddf)
+    expected = deepreg_warp(image, ddf)
+    assert flags.mean() > least_done
+    np.testing.assert_array_equal(out[done], expected[done])
+    assert np.isnan(out[~done]).all()  # a tile left to the caller writes nothing
+
+
+def test_both_kinds_of_square_tile_occur_and_agree():
+    """Tiles on one row pair per axis (4 windows) and tiles across two (9 windows, chosen per point)."""
+    shape = (10, 12, 48)
+    image = np.random.default_rng(3).random(shape, dtype=np.float32)
+    ddf = np.zeros(shape + (3,), np.float32)
+    ddf[..., 0] = np.linspace(0.1, 1.9, 48, dtype=np.float32)  # i0 steps up within the tiles
+    ddf[..., 1] = 0.25
+    ddf[..., 2] = -np.linspace(0.0, 3.0, 48, dtype=np.float32)  # points step back along axis 3
+    ddf[:, :, 32:, 0] = 0.3  # one row pair in the last tile
+    out, flags, done = window_warp(image, ddf)
+    assert flags[:-1, :-1].all()
+    i0 = np.floor(np.arange(10)[:, None, None] + ddf[..., 0]).reshape(10, 12, 3, WIDTH)
+    spans = i0.max(-1) - i0.min(-1)
+    assert (spans == 0).any() and (spans == 1).any()
+    np.testing.assert_array_equal(out[done], deepreg_warp(image, ddf)[done])
+
+
+def test_nan_inf_and_far_points():
+    """NaN points (voxel 0, NaN weight) leave their tile to the caller; infinite and far points clamp (a
+    point clamped far along axis 3 falls outside its tile's window, which is then left too)."""
+    shape = (5, 6, 64)
+    image = np.random.default_rng(4).random(shape, dtype=np.float32)
+    ddf = np.full(shape + (3,), 0.4, np.float32)
+    ddf[1, 2, 3, 0] = np.nan
+    ddf[2, 3, 20:24, 0] = np.inf
+    ddf[2, 2, 20:24, 2] = np.inf
+    ddf[2, 4, 40:44, 1] = 1e30
+    ddf[3, 1, :16, 2] = -np.inf
+    out, flags, done = window_warp(image, ddf)
+    assert not flags[1, 2, 0] and not flags[2, 2, 1]
+    expected = deepreg_warp(image, ddf)
+    np.testing.assert_array_equal(out[done], expected[done])
+    assert done[2, 3, 20] and done[2, 4, 40] and done[3, 1, 0]
+
+
+@pytest.fixture
+def guarded():
+    """``make(shape, at_end)``: a float32 array whose data ends (``at_end``) or starts right at an unreadable
+    page, so that a load past its end or before its start faults (and the test process dies)."""
+    maps = []
+
+    def make(shape, at_end):
+        n_bytes = 4 * int(np.prod(shape))
+        pages = -(-n_bytes // mmap.PAGESIZE) + 2
+        memory = mmap.mmap(-1, pages * mmap.PAGESIZE)
+        maps.append(memory)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+        libc = ctypes.CDLL(None)
+        for page in (0, pages - 1):
+            assert libc.mprotect(ctypes.c_void_p(address + page * mmap.PAGESIZE), mmap.PAGESIZE, 0) == 0
+        first = (pages - 1) * mmap.PAGESIZE - n_bytes if at_end else mmap.PAGESIZE
+        return np.frombuffer(memory, np.float32, count=n_bytes // 4, offset=first).reshape(shape)
+
+    yield make
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect through the C library")
+@pytest.mark.parametrize("at_end", [True, False])
+def test_windows_stay_inside_the_image_at_its_first_and_last_row(guarded, at_end):
+    shape = (3, 4, 40)
+    image = guarded(shape, at_end)
+    image[...] = np.random.default_rng(7).random(shape, dtype=np.float32)
+    ddf = np.zeros(shape + (3,), np.float32)
+    # tiles clamped to the first and the last voxel of each row: the windows of the first row start at the
+    # image's first voxel, those of the last row end at its last voxel
+    ddf[..., 2] = np.where(np.arange(40) < 16, -50.0, 50.0)
+    ddf[..., :2] = 0.25
+    out, flags, done = window_warp(image, ddf)
+    assert flags[:, :, :2].all()
+    np.testing.assert_array_equal(out[done], deepreg_warp(image, ddf)[done])
+
+
+def test_windows_read_nothing_outside_the_image():
+    """The image sits in a buffer padded with NaN: a window that read past it would give a NaN."""
+    shape = (4, 5, 32)
+    pad = 64
+    buffer = np.full(pad + np.prod(shape) + pad, np.nan, np.float32)
+    image = buffer[pad:-pad].reshape(shape)
+    image[...] = np.random.default_rng(5).random(shape, dtype=np.float32)
+    ddf = np.zeros(shape + (3,), np.float32)
+    ddf[..., 0] = np.where(np.arange(4)[:, None, None] == 0, -3.0, 3.0)  # clamped to the first and last plane
+    ddf[..., 2] = np.where(np.arange(32) < 16, -40.0, 40.0)  # windows at the start and the end of the rows
+    out, flags, done = window_warp(image, ddf)
+    assert done.sum() > done.size // 2
+    assert not np.isnan(out[done]).any()
+    np.testing.assert_array_equal(out[done], deepreg_warp(image, ddf)[done])
+
+
+@pytest.mark.parametrize("batch, shape", [(2, (7, 9, 80)), (1, (6, 8, 37)), (1, (5, 6, 31))])
+def test_warp_image_ddf_with_windows_equals_the_reference(batch, shape):
+    """The whole warp: window tiles, the tiles they leave (a rough patch), rows of every length, batches."""
+    rng = np.random.default_rng(6)
+    image = rng.random((batch,) + shape, dtype=np.float32)
+    ddf = np.stack([smooth_field(shape, 3.0, seed=b) for b in range(batch)])
+    ddf[0, 2, 3, : shape[2] // 2] = rng.normal(0, 4, (shape[2] // 2, 3)).astype(np.float32)
+    out = np.asarray(arrayreg.warp_image_ddf(image, ddf))
+    for b in range(batch):
+        np.testing.assert_array_equal(out[b], deepreg_warp(image[b], ddf[b]))
+
+
+@njit
+def _takes(src, disp, coords, xi, top, out):
+    return takes_windows(src, disp, coords, xi, top, out)
+
+
+def test_windows_take_float32_only():
+    row32, row64 = np.zeros(4, np.float32), np.zeros(4, np.float64)
+    top32, top64 = (np.float32(1),) * 3, (1.0,) * 3
+    assert _takes(row32, row32, row32, np.float32(0), top32, row32)
+    assert not _takes(row64, row64, row64, 0.0, top64, row64)
+    assert not _takes(row32, row64, row64, 0.0, top64, row32)
