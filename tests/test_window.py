@@ -35,10 +35,12 @@ def mix(lo, hi, w):
 
 
 def deepreg_warp(image, ddf):
-    """``image (d1, d2, d3)`` float32 warped by ``ddf (f1, f2, f3, 3)`` on the reference grid (clamp)."""
+    """``image (d1, d2, d3[, ch])`` float32 warped by ``ddf (f1, f2, f3, 3)`` on the reference grid (clamp)."""
     grid = np.indices(ddf.shape[:3], dtype=np.float32)
     (i0, i1, wi), (j0, j1, wj), (k0, k1, wk) = (clamped_axis(grid[a] + ddf[..., a], image.shape[a])
                                                 for a in range(3))
+    if image.ndim == 4:
+        wi, wj, wk = wi[..., None], wj[..., None], wk[..., None]
     v = {(a, b, c): image[(i0, i1)[a], (j0, j1)[b], (k0, k1)[c]] for a in (0, 1) for b in (0, 1) for c in (0, 1)}
     f00, f10 = mix(v[0, 0, 0], v[1, 0, 0], wi), mix(v[0, 1, 0], v[1, 1, 0], wi)
     f01, f11 = mix(v[0, 0, 1], v[1, 0, 1], wi), mix(v[0, 1, 1], v[1, 1, 1], wi)
@@ -46,27 +48,31 @@ def deepreg_warp(image, ddf):
 
 
 @njit
-def _tiles_of_row(src, dims, disp, xi, yj, coords, top, out):
+def _tiles_of_row(src, channel_lanes, dims, disp, xi, yj, coords, top, out):
     """Every whole tile of one row through window_tile: whether each was done."""
     d1, d2, d3 = dims
-    done = np.zeros(out.shape[0] // WIDTH, np.bool_)
+    n_ch = len(channel_lanes)
+    done = np.zeros(out.shape[0] // (WIDTH * n_ch), np.bool_)
     for tile in range(done.shape[0]):
-        done[tile] = window_tile(src, 0, disp, coords, tile * WIDTH, xi, yj, top, d2 * d3, d3, d3, out)
+        done[tile] = window_tile(src, channel_lanes, 0, disp, coords, tile * WIDTH, xi, yj, top, d2 * d3 * n_ch,
+                                 d3 * n_ch, d3, out)
     return done
 
 
 def window_warp(image, ddf):
-    """The warp by window tiles alone: NaN where no tile did a point; the tiles' flags; the points done."""
-    d1, d2, d3 = image.shape
+    """The warp by window tiles alone: NaN where no tile did a point; the tiles' flags; the points done.
+    ``image`` is ``(d1, d2, d3)`` or ``(d1, d2, d3, ch)``."""
+    d1, d2, d3 = image.shape[:3]
+    channels = image.shape[3] if image.ndim == 4 else 1
     f1, f2, f3 = ddf.shape[:3]
-    coords = np.arange(max(image.shape + ddf.shape[:3]), dtype=np.float32)
-    top = tuple(np.float32(s - 1) for s in image.shape)
-    out = np.full(ddf.shape[:3], np.nan, np.float32)
+    coords = np.arange(max(image.shape[:3] + ddf.shape[:3]), dtype=np.float32)
+    top = tuple(np.float32(s - 1) for s in image.shape[:3])
+    out = np.full(ddf.shape[:3] + image.shape[3:], np.nan, np.float32)
     flags = np.zeros((f1, f2, f3 // WIDTH), bool)
     for i in range(f1):
         for j in range(f2):
-            flags[i, j] = _tiles_of_row(image.reshape(-1), (d1, d2, d3), ddf[i, j].reshape(-1), coords[i],
-                                        coords[j], coords, top, out[i, j])
+            flags[i, j] = _tiles_of_row(image.reshape(-1), (0,) * channels, (d1, d2, d3), ddf[i, j].reshape(-1),
+                                        coords[i], coords[j], coords, top, out[i, j].reshape(-1))
     done = np.zeros(ddf.shape[:3], bool)
     done[..., : flags.shape[-1] * WIDTH] = np.repeat(flags, WIDTH, axis=-1)
     return out, flags, done
@@ -91,6 +97,18 @@ def test_window_tiles_equal_the_reference_bit_for_bit(shape, amplitude, least_do
     assert flags.mean() > least_done
     np.testing.assert_array_equal(out[done], expected[done])
     assert np.isnan(out[~done]).all()  # a tile left to the caller writes nothing
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_window_tiles_with_channels(channels):
+    """Windows of 32 voxels of every channel, deinterleaved; the tile's values interleaved again."""
+    shape = (10, 11, 48)
+    image = np.random.default_rng(8).random(shape + (channels,), dtype=np.float32)
+    ddf = smooth_field(shape, 1.5, seed=9)
+    out, flags, done = window_warp(image, ddf)
+    assert flags.mean() > 0.7
+    np.testing.assert_array_equal(out[done], deepreg_warp(image, ddf)[done])
+    assert np.isnan(out[~done]).all()
 
 
 def test_both_kinds_of_square_tile_occur_and_agree():
@@ -181,11 +199,12 @@ def test_windows_read_nothing_outside_the_image():
     np.testing.assert_array_equal(out[done], deepreg_warp(image, ddf)[done])
 
 
-@pytest.mark.parametrize("batch, shape", [(2, (7, 9, 80)), (1, (6, 8, 37)), (1, (5, 6, 31))])
-def test_warp_image_ddf_with_windows_equals_the_reference(batch, shape):
+@pytest.mark.parametrize("batch, shape, channels", [(2, (7, 9, 80), None), (1, (6, 8, 37), None),
+                                                    (1, (5, 6, 31), None), (2, (6, 7, 40), 3), (1, (5, 6, 33), 2)])
+def test_warp_image_ddf_with_windows_equals_the_reference(batch, shape, channels):
     """The whole warp: window tiles, the tiles they leave (a rough patch), rows of every length, batches."""
     rng = np.random.default_rng(6)
-    image = rng.random((batch,) + shape, dtype=np.float32)
+    image = rng.random((batch,) + shape + ((channels,) if channels else ()), dtype=np.float32)
     ddf = np.stack([smooth_field(shape, 3.0, seed=b) for b in range(batch)])
     ddf[0, 2, 3, : shape[2] // 2] = rng.normal(0, 4, (shape[2] // 2, 3)).astype(np.float32)
     out = np.asarray(arrayreg.warp_image_ddf(image, ddf))
@@ -195,7 +214,16 @@ def test_warp_image_ddf_with_windows_equals_the_reference(batch, shape):
 
 @njit
 def _takes(src, disp, coords, xi, top, out):
-    return takes_windows(src, disp, coords, xi, top, out)
+    return takes_windows(src, (0,), disp, coords, xi, top, out)
+
+
+def test_compose_with_windows_equals_the_reference():
+    """integrate_dvf's squaring steps warp a 3-channel field: the windows serve them too."""
+    shape = (12, 13, 64)
+    dvf = smooth_field(shape, 4.0, seed=10)[None]
+    half = dvf / np.float32(2)
+    composed = np.asarray(arrayreg.integrate_dvf(dvf, 1))[0]
+    np.testing.assert_array_equal(composed, half[0] + deepreg_warp(half[0], half[0]))
 
 
 def test_windows_take_float32_only():

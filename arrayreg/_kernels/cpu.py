@@ -291,7 +291,11 @@ def linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, c
     ``_MASKED_CHANNELS`` channels, the tile is the clamped one, and the points outside ``(0, top]`` on some
     axis, or NaN (the only points where the two boundaries differ), are marked (:func:`mark_outside`) and
     sampled again (:func:`constant_fixup`).  ``channel_lanes`` is a tuple whose length is the channel count.
-    The values are exactly those of ``formulas.linear_point3``, operation for operation.
+    Before that, where :func:`.window.takes_windows` (an AVX-512 CPU, float32) and the boundary is clamp, the
+    row's whole tiles of 16 points go through :func:`window_row` (corners from windows of the source rows,
+    not gathers).  The values are exactly those of ``formulas.linear_point3``, operation for operation.
+    Returns whether the windows did the row's whole tiles (then the row prefetched the next one's lines
+    itself, and the caller need not).
     """
     n_ch = len(channel_lanes)
     s2 = dims[2] * n_ch
@@ -301,8 +305,8 @@ def linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, c
     marks = carray(stack_pointer(_TILE, np.bool_), _TILE)
     masked = n_ch <= _MASKED_CHANNELS
     done = 0
-    if (takes_windows(src, disp, coords, xi, top, out) and n_ch == 1 and not constant and dims[2] >= SPAN
-            and top[2] + one == dims[2]):
+    if takes_windows(src, channel_lanes, disp, coords, xi, top, out) and not constant and dims[2] >= SPAN \
+            and top[2] + one == dims[2]:
         done = window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, outside, values, out)
     for first in range(done, f3, _TILE):
         n = min(_TILE, f3 - first)
@@ -325,24 +329,26 @@ def linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, c
 
 @njit(inline="always")
 def window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, outside, values, out):
-    """The tiles of 16 points of a 1-channel clamped :func:`linear_row` by :func:`.window.window_tile`; a tile
-    it leaves (not square) is done by :func:`linear_tile`, and at the ``_WINDOW_MISSES``-th such tile the row
-    stops (a rough field: there the windows cost more than they save).  Returns how many points from the
-    row's start are done."""
-    s2 = dims[2]
+    """The tiles of 16 points of a clamped :func:`linear_row` by :func:`.window.window_tile`; a tile it leaves
+    (not square) is done by :func:`linear_tile`, and at the ``_WINDOW_MISSES``-th such tile the row stops (a
+    rough field: there the windows cost more than they save).  Returns how many points from the row's start
+    are done."""
+    n_ch = len(channel_lanes)
+    s2 = dims[2] * n_ch
     s1 = dims[1] * s2
-    end = out.shape[0] - out.shape[0] % WIDTH
+    f3 = out.shape[0] // n_ch
+    end = f3 - f3 % WIDTH
     misses = 0
     for first in range(0, end, WIDTH):
-        if window_tile(src, base, disp, coords, first, xi, yj, top, s1, s2, dims[2], out):
+        if window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, dims[2], out):
             continue
         misses += 1
         if misses == _WINDOW_MISSES:
             return first
         linear_tile(src, channel_lanes, s1, s2, base, disp, xi, yj, coords, top, one, False, outside, first, WIDTH,
                     values)
-        for q in range(WIDTH):
-            out[first + q] = values[q]
+        for q in range(WIDTH * n_ch):
+            out[first * n_ch + q] = values[q]
     return end
 
 
@@ -703,12 +709,14 @@ def _compose3d_rows(outer, inner, coords, top, one, constant, weights, change, o
         xi = coords[t - b * f1]
         largest = zero
         dims, base = (d1, d2, d3, 3), b * d1 * d2 * d3 * 3
+        windowed = False
         for j in range(f2):
             row = 3 * (t * f2 + j) * f3
             here, warped = disp[row : row + 3 * f3], dst[row : row + 3 * f3]
-            if j + 1 < f2:
+            if j + 1 < f2 and not windowed:  # as in _warp3d_rows
                 prefetch_row(src, dims, base, disp[row + 3 * f3 : row + 6 * f3], xi, coords[j + 1], coords, top)
-            linear_row(src, dims, (0, 0, 0), base, here, xi, coords[j], coords, top, one, constant, zero, warped)
+            windowed = linear_row(src, dims, (0, 0, 0), base, here, xi, coords[j], coords, top, one, constant, zero,
+                                  warped)
             largest = combine_rows(here, warped, w_inner, w_outer, largest, track)
         if track:
             change[t] = largest

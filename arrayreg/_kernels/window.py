@@ -4,13 +4,15 @@ A smooth displacement field sends 16 neighbouring points of a fixed-grid row
 to nearly the same place.  Along axes 1 and 2 their lower corners ``i0`` and
 ``j0`` take one value, or two neighbouring ones; along axis 3 their corners
 ``k0``, ``k1`` lie within 32 consecutive voxels.  The 8 corner values of all
-16 points then come from 4 (or 9) source rows, with 2 vector loads of a
-32-voxel window and 2 permutes (``vpermi2ps``) each, where gathers would
-fetch the 128 values one at a time: on a Zen 5 core a 16-lane gather costs
-about as much as 16 loads, and gathers were most of the row kernel's time.
+16 points then come from 4 (or 9) source rows, each a window of 32 voxels
+loaded with plain vector loads and picked from with permutes
+(``vpermi2ps``), where gathers would fetch them one value at a time: on a
+Zen 5 core a 16-lane gather costs about as much as 16 loads, and gathers
+were most of the row kernel's time.
 
-:func:`window_tile` does one tile of 16 points of a 1-channel float32 linear
-warp with the clamp boundary, start to end in vector registers:
+:func:`window_tile` does one tile of 16 points of a float32 linear warp with
+the clamp boundary and 1 to ``MAX_CHANNELS`` interleaved channels, start to
+end in vector registers:
 
 1. per point, the corners and weights along each axis exactly as
    ``formulas.linear_axis`` computes them (clamp to ``[0, top]``;
@@ -24,11 +26,14 @@ warp with the clamp boundary, start to end in vector registers:
    the first and last point's).  With one row pair per axis the corners are
    the windows of rows ``a, a + 1`` by ``b, b + 1``; with two, each point
    takes its 4 among the 9 windows of ``a .. a + 2`` by ``b .. b + 2``
-   (clipped to the last row a point reads).  Any other tile (a rough field,
-   points clamped at 0 where ``i1 == i0``) is left to the caller: False;
-3. ``formulas.trilinear`` of the 8 corners, operation for operation (no
-   fused multiply-add), stored to ``out[first:first + 16]``;
-4. for each window, the line of its last voxel one row further along axis
+   (clipped to the last row a point reads).  A window of several channels
+   is loaded whole and split into one 32-voxel window per channel.  Any
+   other tile (a rough field, points clamped at 0 where ``i1 == i0``) is
+   left to the caller: False;
+3. per channel, ``formulas.trilinear`` of the 8 corners, operation for
+   operation (no fused multiply-add); the channels interleaved again and
+   stored to the tile's values, ``out[first * channels:(first + 16) * channels]``;
+4. for each window, the line of its last value one row further along axis
    2 is prefetched: the same tile of the next row reads there (measured on
    a smooth field: 8.8 -> 6.5 ms for a 160x192x224 warp; the row kernel's
    per-point prefetching cost more than it saved here).
@@ -55,6 +60,7 @@ from .cache import emit_prefetch
 
 WIDTH = 16  # points per tile: float32 lanes of a 512-bit register
 SPAN = 2 * WIDTH  # voxels per window: two vector loads, the table of one vpermi2ps
+MAX_CHANNELS = 4  # channels of the windows: a window's values, 32 per channel, deinterleaved by LLVM shuffles
 SLACK = 8  # voxels of a window before its tile's first k0 (points may step back along axis 3)
 
 
@@ -71,18 +77,19 @@ _FLOATS, _INTS = ir.VectorType(_F32, WIDTH), ir.VectorType(_I32, WIDTH)
 _PERMUTE = ir.FunctionType(_FLOATS, [_FLOATS, _INTS, _FLOATS])
 
 
-def takes_windows(src, disp, coords, xi, top, out):
+def takes_windows(src, channel_lanes, disp, coords, xi, top, out):
     """Whether :func:`window_tile` runs for arguments of these types on this CPU (a compile-time constant);
     in kernels only."""
     raise TypeError("takes_windows is compiled into the CPU kernels; it has no Python implementation")
 
 
-def window_tile(src, base, disp, coords, first, xi, yj, top, s1, s2, d3, out):
+def window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, out):
     """Points ``first`` to ``first + 16`` of a linear clamped warp row into ``out``; in kernels only.
 
-    ``src`` is the flat source, ``base`` the flat offset of its voxel ``(0, 0, 0)``, ``s1`` and ``s2`` its
-    strides along axes 1 and 2, ``d3`` its row length; point ``k`` of the row is
-    ``(xi, yj, coords[k]) + disp[3k:3k+3]``.  Returns whether the tile was done; on False ``out`` is untouched.
+    ``src`` is the flat source with ``len(channel_lanes)`` channels (1 to ``MAX_CHANNELS``), ``base`` the flat
+    offset of its voxel ``(0, 0, 0)``, ``s1`` and ``s2`` its strides (in values) along axes 1 and 2, ``d3`` its
+    row length in voxels; point ``k`` of the row is ``(xi, yj, coords[k]) + disp[3k:3k+3]``, its values
+    ``out[k * channels:(k + 1) * channels]``.  Returns whether the tile was done; on False ``out`` is untouched.
     """
     raise TypeError("window_tile is compiled into the CPU kernels; it has no Python implementation")
 
@@ -91,24 +98,26 @@ def _is_float32_row(array):
     return isinstance(array, types.Array) and array.ndim == 1 and array.layout == "C" and array.dtype == types.float32
 
 
-def _windows_apply(src, disp, coords, xi, top, out):
-    return (AVAILABLE and all(_is_float32_row(a) for a in (src, disp, coords, out)) and xi == types.float32
+def _windows_apply(src, channel_lanes, disp, coords, xi, top, out):
+    return (AVAILABLE and isinstance(channel_lanes, types.BaseTuple) and 1 <= len(channel_lanes) <= MAX_CHANNELS
+            and all(_is_float32_row(a) for a in (src, disp, coords, out)) and xi == types.float32
             and isinstance(top, types.UniTuple) and top.dtype == types.float32)
 
 
 @overload(takes_windows, inline="always")
-def _select_takes_windows(src, disp, coords, xi, top, out):
-    applies = _windows_apply(src, disp, coords, xi, top, out)
-    return lambda src, disp, coords, xi, top, out: applies
+def _select_takes_windows(src, channel_lanes, disp, coords, xi, top, out):
+    applies = _windows_apply(src, channel_lanes, disp, coords, xi, top, out)
+    return lambda src, channel_lanes, disp, coords, xi, top, out: applies
 
 
 @overload(window_tile, inline="always")
-def _select_window_tile(src, base, disp, coords, first, xi, yj, top, s1, s2, d3, out):
-    if not (_windows_apply(src, disp, coords, xi, top, out) and yj == types.float32):
-        return lambda src, base, disp, coords, first, xi, yj, top, s1, s2, d3, out: False
+def _select_window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, out):
+    if not (_windows_apply(src, channel_lanes, disp, coords, xi, top, out) and yj == types.float32):
+        return lambda src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, out: False
+    tile_intrinsic = _TILES[len(channel_lanes)]
 
-    def tile(src, base, disp, coords, first, xi, yj, top, s1, s2, d3, out):
-        return _tile16(src, base, disp, coords, first, xi, yj, top[0], top[1], top[2], s1, s2, d3, out)
+    def tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, out):
+        return tile_intrinsic(src, base, disp, coords, first, xi, yj, top[0], top[1], top[2], s1, s2, d3, out)
     return tile
 
 
@@ -129,6 +138,37 @@ def _call(builder, name, args, result_type):
 
 def _load16(builder, pointer, offset):
     return builder.load(builder.bitcast(builder.gep(pointer, [offset]), _FLOATS.as_pointer()), align=4)
+
+
+def _load(builder, pointer, offset, count):
+    vector_type = ir.VectorType(_F32, count)
+    return builder.load(builder.bitcast(builder.gep(pointer, [offset]), vector_type.as_pointer()), align=4)
+
+
+def _lanes(builder, vector, picks):
+    """The lanes ``picks`` of ``vector``, as a vector of ``len(picks)``."""
+    undefined = ir.Constant(vector.type, ir.Undefined)
+    return builder.shuffle_vector(vector, undefined, ir.Constant(ir.VectorType(_I32, len(picks)), picks))
+
+
+def _channel_halves(builder, window, channels, channel):
+    """The 32 values of ``channel`` in a window of ``32 * channels`` interleaved values, as two vectors of 16."""
+    return tuple(_lanes(builder, window, [channels * (half * WIDTH + t) + channel for t in range(WIDTH)])
+                 for half in (0, 1))
+
+
+def _interleave(builder, vectors):
+    """The 16 lanes of each of ``vectors`` interleaved: lane ``t`` of vector ``c`` at ``t * len(vectors) + c``."""
+    if len(vectors) == 1:
+        return vectors[0]
+    wide = vectors[0]
+    for vector in vectors[1:]:  # concatenate: 16, 32, 48, 64 lanes
+        n = wide.type.count
+        padded = _lanes(builder, vector, list(range(WIDTH)) + [0] * (n - WIDTH)) if n > WIDTH else vector
+        picks = list(range(n)) + [n + t for t in range(WIDTH)]
+        wide = builder.shuffle_vector(wide, padded, ir.Constant(ir.VectorType(_I32, n + WIDTH), picks))
+    channels = len(vectors)
+    return _lanes(builder, wide, [c * WIDTH + t for t in range(WIDTH) for c in range(channels)])
 
 
 def _smaller(builder, a, b):
@@ -173,9 +213,9 @@ def _mix(builder, lo, hi, w):
 class _Tile:
     """The IR of one tile: its corners and weights, whether it is square (and uniform), its windows."""
 
-    def __init__(self, builder, src, base, s1, s2, d3, axes):
+    def __init__(self, builder, channels, src, base, s1, s2, d3, axes):
         b = self.builder = builder
-        self.src, self.base, self.s1, self.s2 = src, base, s1, s2
+        self.channels, self.src, self.base, self.s1, self.s2 = channels, src, base, s1, s2
         (self.i0, i1, self.wi), (self.j0, j1, self.wj), (k0, k1, self.wk) = axes
         self.i1, self.j1 = i1, j1
         self.i_min, self.j_min = (_smaller(b, b.extract_element(v, _int(0)), b.extract_element(v, _int(WIDTH - 1)))
@@ -202,10 +242,11 @@ class _Tile:
         self.permute = cgutils.get_or_insert_function(b.module, _PERMUTE, "llvm.x86.avx512.vpermi2var.ps.512")
 
     def corners(self, rows):
-        """The 8 corners (order ``v000, v100, v010, v110, v001, ...``: ``i`` fastest, then ``j``, ``k``) from
-        the windows of ``rows`` rows per axis: 2 for a uniform tile, 3 with the per-point choice."""
+        """Per channel, the 8 corners (order ``v000, v100, v010, v110, v001, ...``: ``i`` fastest, then ``j``,
+        ``k``) from the windows of ``rows`` rows per axis: 2 for a uniform tile, 3 with the per-point choice."""
         b = self.builder
-        origin = b.add(self.base, b.sext(self.start, _I64))
+        values = SPAN * self.channels
+        origin = b.add(self.base, b.mul(b.sext(self.start, _I64), ir.Constant(_I64, self.channels)))
         last_i, last_j = b.add(self.i_min, _int(1)), b.add(self.j_min, _int(1))
         if rows == 3:
             last_i, last_j = (_call(b, "llvm.vector.reduce.smax.v16i32", [v], _I32) for v in (self.i1, self.j1))
@@ -215,56 +256,77 @@ class _Tile:
             for dj in range(rows):
                 row_j = b.mul(b.sext(_smaller(b, b.add(self.j_min, _int(dj)), last_j), _I64), self.s2)
                 row = b.add(origin, b.add(row_i, row_j))
-                low, high = _load16(b, self.src, row), _load16(b, self.src, b.add(row, ir.Constant(_I64, WIDTH)))
-                emit_prefetch(b, self.src, b.add(b.add(row, self.s2), ir.Constant(_I64, SPAN - 1)))
-                for kk in (0, 1):
-                    picks[di, dj, kk] = b.call(self.permute, [low, self.indices[kk], high])
-        if rows == 2:
-            return [picks[ii, jj, kk] for kk in (0, 1) for jj in (0, 1) for ii in (0, 1)]
+                emit_prefetch(b, self.src, b.add(b.add(row, self.s2), ir.Constant(_I64, values - 1)))
+                if self.channels == 1:
+                    halves = [(_load16(b, self.src, row), _load16(b, self.src, b.add(row, ir.Constant(_I64, WIDTH))))]
+                else:
+                    window = _load(b, self.src, row, values)
+                    halves = [_channel_halves(b, window, self.channels, c) for c in range(self.channels)]
+                for c, (low, high) in enumerate(halves):
+                    for kk in (0, 1):
+                        picks[di, dj, kk, c] = b.call(self.permute, [low, self.indices[kk], high])
         corners = []
-        for kk in (0, 1):
-            for jj in (0, 1):
-                for ii in (0, 1):
-                    at_row = b.select(self.next_j, picks[ii, jj + 1, kk], picks[ii, jj, kk])
-                    past_row = b.select(self.next_j, picks[ii + 1, jj + 1, kk], picks[ii + 1, jj, kk])
-                    corners.append(b.select(self.next_i, past_row, at_row))
+        for c in range(self.channels):
+            if rows == 2:
+                corners.append([picks[ii, jj, kk, c] for kk in (0, 1) for jj in (0, 1) for ii in (0, 1)])
+                continue
+            chosen = []
+            for kk in (0, 1):
+                for jj in (0, 1):
+                    for ii in (0, 1):
+                        at_row = b.select(self.next_j, picks[ii, jj + 1, kk, c], picks[ii, jj, kk, c])
+                        past_row = b.select(self.next_j, picks[ii + 1, jj + 1, kk, c], picks[ii + 1, jj, kk, c])
+                        chosen.append(b.select(self.next_i, past_row, at_row))
+            corners.append(chosen)
         return corners
 
-    def value(self, corners):
-        """``formulas.trilinear`` of the 8 corners."""
+    def store(self, corners, destination):
+        """``formulas.trilinear`` of each channel's 8 corners, interleaved into ``destination``."""
         b = self.builder
-        f00, f10 = _mix(b, corners[0], corners[1], self.wi), _mix(b, corners[2], corners[3], self.wi)
-        f01, f11 = _mix(b, corners[4], corners[5], self.wi), _mix(b, corners[6], corners[7], self.wi)
-        return _mix(b, _mix(b, f00, f10, self.wj), _mix(b, f01, f11, self.wj), self.wk)
+        results = []
+        for v in corners:
+            f00, f10 = _mix(b, v[0], v[1], self.wi), _mix(b, v[2], v[3], self.wi)
+            f01, f11 = _mix(b, v[4], v[5], self.wi), _mix(b, v[6], v[7], self.wi)
+            results.append(_mix(b, _mix(b, f00, f10, self.wj), _mix(b, f01, f11, self.wj), self.wk))
+        value = _interleave(b, results)
+        b.store(value, b.bitcast(destination, value.type.as_pointer()), align=4)
 
 
-@intrinsic
-def _tile16(typingctx, src, base, disp, coords, first, xi, yj, top0, top1, top2, s1, s2, d3, out):
-    """:func:`window_tile` in LLVM IR (float32 rows, integer offsets, float32 coordinates and limits)."""
-    if not (all(_is_float32_row(a) for a in (src, disp, coords, out))
-            and all(a == types.float32 for a in (xi, yj, top0, top1, top2))
-            and all(isinstance(a, types.Integer) for a in (base, first, s1, s2, d3))):
-        return None
+def _tile_intrinsic(channels):
+    """:func:`window_tile` for ``channels`` channels in LLVM IR (float32 rows, integer offsets, float32
+    coordinates and limits)."""
 
-    def codegen(context, builder, signature, args):
-        src_p, disp_p, coords_p, out_p = (context.make_array(signature.args[n])(context, builder, args[n]).data
-                                          for n in (0, 2, 3, 13))
-        base, first, s1, s2, d3 = (context.cast(builder, args[n], signature.args[n], types.int64)
-                                   for n in (1, 4, 10, 11, 12))
-        offset = builder.mul(first, ir.Constant(_I64, 3))
-        parts = [_load16(builder, disp_p, builder.add(offset, ir.Constant(_I64, WIDTH * n))) for n in range(3)]
-        x = builder.fadd(_splat(builder, args[5], _FLOATS), _deinterleave(builder, parts, 0))
-        y = builder.fadd(_splat(builder, args[6], _FLOATS), _deinterleave(builder, parts, 1))
-        z = builder.fadd(_load16(builder, coords_p, first), _deinterleave(builder, parts, 2))
-        axes = [_clamped_axis(builder, c, _splat(builder, top, _FLOATS)) for c, top in zip((x, y, z), args[7:10])]
-        tile = _Tile(builder, src_p, base, s1, s2, d3, axes)
-        destination = builder.bitcast(builder.gep(out_p, [first]), _FLOATS.as_pointer())
-        with builder.if_then(tile.square, likely=True):
-            with builder.if_else(tile.uniform, likely=True) as (uniform, spread):
-                with uniform:
-                    builder.store(tile.value(tile.corners(2)), destination, align=4)
-                with spread:
-                    builder.store(tile.value(tile.corners(3)), destination, align=4)
-        return tile.square
+    @intrinsic
+    def tile16(typingctx, src, base, disp, coords, first, xi, yj, top0, top1, top2, s1, s2, d3, out):
+        if not (all(_is_float32_row(a) for a in (src, disp, coords, out))
+                and all(a == types.float32 for a in (xi, yj, top0, top1, top2))
+                and all(isinstance(a, types.Integer) for a in (base, first, s1, s2, d3))):
+            return None
 
-    return types.boolean(src, base, disp, coords, first, xi, yj, top0, top1, top2, s1, s2, d3, out), codegen
+        def codegen(context, builder, signature, args):
+            src_p, disp_p, coords_p, out_p = (context.make_array(signature.args[n])(context, builder, args[n]).data
+                                              for n in (0, 2, 3, 13))
+            base, first, s1, s2, d3 = (context.cast(builder, args[n], signature.args[n], types.int64)
+                                       for n in (1, 4, 10, 11, 12))
+            offset = builder.mul(first, ir.Constant(_I64, 3))
+            parts = [_load16(builder, disp_p, builder.add(offset, ir.Constant(_I64, WIDTH * n))) for n in range(3)]
+            x = builder.fadd(_splat(builder, args[5], _FLOATS), _deinterleave(builder, parts, 0))
+            y = builder.fadd(_splat(builder, args[6], _FLOATS), _deinterleave(builder, parts, 1))
+            z = builder.fadd(_load16(builder, coords_p, first), _deinterleave(builder, parts, 2))
+            axes = [_clamped_axis(builder, c, _splat(builder, top, _FLOATS)) for c, top in zip((x, y, z), args[7:10])]
+            tile = _Tile(builder, channels, src_p, base, s1, s2, d3, axes)
+            destination = builder.gep(out_p, [builder.mul(first, ir.Constant(_I64, channels))])
+            with builder.if_then(tile.square, likely=True):
+                with builder.if_else(tile.uniform, likely=True) as (uniform, spread):
+                    with uniform:
+                        tile.store(tile.corners(2), destination)
+                    with spread:
+                        tile.store(tile.corners(3), destination)
+            return tile.square
+
+        return types.boolean(src, base, disp, coords, first, xi, yj, top0, top1, top2, s1, s2, d3, out), codegen
+
+    return tile16
+
+
+_TILES = {channels: _tile_intrinsic(channels) for channels in range(1, MAX_CHANNELS + 1)}
