@@ -30,36 +30,55 @@ def clamped_axis(c, size):
     return lo, hi, (hi_f - c).astype(np.float32)
 
 
+def constant_axis(c, size):
+    """The constant boundary's corners along one axis: index -1 for a corner outside the volume."""
+    top = np.float32(size - 1)
+    inside = (c > -1) & (c < top + 1)
+    hi_f = np.ceil(np.where(inside, c, 0)).astype(np.float32)
+    hi = hi_f.astype(np.int64)
+    lo = np.where(inside, hi - 1, -1)
+    hi = np.where(inside & (hi_f <= top), hi, -1)
+    return lo, hi, np.where(inside, hi_f - c, np.float32(1)).astype(np.float32)
+
+
 def mix(lo, hi, w):
     return lo * w + hi * (np.float32(1) - w)
 
 
-def deepreg_warp(image, ddf):
-    """``image (d1, d2, d3[, ch])`` float32 warped by ``ddf (f1, f2, f3, 3)`` on the reference grid (clamp)."""
+def deepreg_warp(image, ddf, fill=None):
+    """``image (d1, d2, d3[, ch])`` float32 warped by ``ddf (f1, f2, f3, 3)`` on the reference grid: clamp, or
+    with ``fill`` the constant boundary (corners outside are ``fill``)."""
     grid = np.indices(ddf.shape[:3], dtype=np.float32)
-    (i0, i1, wi), (j0, j1, wj), (k0, k1, wk) = (clamped_axis(grid[a] + ddf[..., a], image.shape[a])
-                                                for a in range(3))
+    axis = clamped_axis if fill is None else constant_axis
+    (i0, i1, wi), (j0, j1, wj), (k0, k1, wk) = (axis(grid[a] + ddf[..., a], image.shape[a]) for a in range(3))
     if image.ndim == 4:
         wi, wj, wk = wi[..., None], wj[..., None], wk[..., None]
-    v = {(a, b, c): image[(i0, i1)[a], (j0, j1)[b], (k0, k1)[c]] for a in (0, 1) for b in (0, 1) for c in (0, 1)}
+
+    def corner(i, j, k):
+        values = image[np.maximum(i, 0), np.maximum(j, 0), np.maximum(k, 0)]
+        outside = (i < 0) | (j < 0) | (k < 0)
+        return values if fill is None else np.where(outside[..., None] if image.ndim == 4 else outside,
+                                                     np.float32(fill), values)
+
+    v = {(a, b, c): corner((i0, i1)[a], (j0, j1)[b], (k0, k1)[c]) for a in (0, 1) for b in (0, 1) for c in (0, 1)}
     f00, f10 = mix(v[0, 0, 0], v[1, 0, 0], wi), mix(v[0, 1, 0], v[1, 1, 0], wi)
     f01, f11 = mix(v[0, 0, 1], v[1, 0, 1], wi), mix(v[0, 1, 1], v[1, 1, 1], wi)
     return mix(mix(f00, f10, wj), mix(f01, f11, wj), wk)
 
 
 @njit
-def _tiles_of_row(src, channel_lanes, dims, disp, xi, yj, coords, top, out):
+def _tiles_of_row(src, channel_lanes, dims, disp, xi, yj, coords, top, constant, out):
     """Every whole tile of one row through window_tile: whether each was done."""
     d1, d2, d3 = dims
     n_ch = len(channel_lanes)
     done = np.zeros(out.shape[0] // (WIDTH * n_ch), np.bool_)
     for tile in range(done.shape[0]):
         done[tile] = window_tile(src, channel_lanes, 0, disp, coords, tile * WIDTH, xi, yj, top, d2 * d3 * n_ch,
-                                 d3 * n_ch, d3, out)
+                                 d3 * n_ch, d3, constant, out)
     return done
 
 
-def window_warp(image, ddf):
+def window_warp(image, ddf, constant=False):
     """The warp by window tiles alone: NaN where no tile did a point; the tiles' flags; the points done.
     ``image`` is ``(d1, d2, d3)`` or ``(d1, d2, d3, ch)``."""
     d1, d2, d3 = image.shape[:3]
@@ -72,7 +91,7 @@ def window_warp(image, ddf):
     for i in range(f1):
         for j in range(f2):
             flags[i, j] = _tiles_of_row(image.reshape(-1), (0,) * channels, (d1, d2, d3), ddf[i, j].reshape(-1),
-                                        coords[i], coords[j], coords, top, out[i, j].reshape(-1))
+                                        coords[i], coords[j], coords, top, constant, out[i, j].reshape(-1))
     done = np.zeros(ddf.shape[:3], bool)
     done[..., : flags.shape[-1] * WIDTH] = np.repeat(flags, WIDTH, axis=-1)
     return out, flags, done
@@ -109,6 +128,30 @@ def test_window_tiles_with_channels(channels):
     assert flags.mean() > 0.7
     np.testing.assert_array_equal(out[done], deepreg_warp(image, ddf)[done])
     assert np.isnan(out[~done]).all()
+
+
+def test_constant_boundary_takes_only_tiles_inside():
+    """With the constant boundary a tile is done only when all its points lie in (0, top] on every axis."""
+    shape = (9, 10, 64)
+    image = np.random.default_rng(11).random(shape + (2,), dtype=np.float32)
+    ddf = smooth_field(shape, 1.5, seed=12)
+    out, flags, done = window_warp(image, ddf, constant=True)
+    points = np.indices(shape, dtype=np.float32) + np.moveaxis(ddf, -1, 0)
+    top = np.array(shape, np.float32).reshape(3, 1, 1, 1) - 1
+    inside = ((points > 0) & (points <= top)).all(0).reshape(shape[:2] + (-1, WIDTH)).all(-1)
+    assert inside.any() and not inside.all()
+    np.testing.assert_array_equal(flags, inside & window_warp(image, ddf)[1])
+    np.testing.assert_array_equal(out[done], deepreg_warp(image, ddf, fill=0.5)[done])
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+def test_warp_image_ddf_constant_with_windows_equals_the_reference(channels):
+    shape = (8, 9, 48)
+    rng = np.random.default_rng(13)
+    image = rng.random((1,) + shape + ((channels,) if channels else ()), dtype=np.float32)
+    ddf = smooth_field(shape, 2.5, seed=14)[None]
+    out = np.asarray(arrayreg.warp_image_ddf(image, ddf, boundary="constant", fill_value=0.25))
+    np.testing.assert_array_equal(out[0], deepreg_warp(image[0], ddf[0], fill=0.25))
 
 
 def test_both_kinds_of_square_tile_occur_and_agree():

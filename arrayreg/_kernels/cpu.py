@@ -286,53 +286,60 @@ def gather_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, c
 def linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, out):
     """One fixed-grid row of a linear warp on the reference grid with 1 to 4 channels, fused per point.
 
-    Per tile of ``_TILE`` points, :func:`linear_tile` into a stack buffer (so that its loop vectorises with
-    hardware gathers: see :mod:`.stack`), then the buffer copied to ``out``.  With ``constant`` and more than
-    ``_MASKED_CHANNELS`` channels, the tile is the clamped one, and the points outside ``(0, top]`` on some
-    axis, or NaN (the only points where the two boundaries differ), are marked (:func:`mark_outside`) and
-    sampled again (:func:`constant_fixup`).  ``channel_lanes`` is a tuple whose length is the channel count.
-    Before that, where :func:`.window.takes_windows` (an AVX-512 CPU, float32) and the boundary is clamp, the
-    row's whole tiles of 16 points go through :func:`window_row` (corners from windows of the source rows,
-    not gathers).  The values are exactly those of ``formulas.linear_point3``, operation for operation.
-    Returns whether the windows did the row's whole tiles (then the row prefetched the next one's lines
-    itself, and the caller need not).
+    Where :func:`.window.takes_windows` (an AVX-512 CPU, float32), the row's whole tiles of 16 points go first
+    through :func:`window_row` (corners from windows of the source rows, not gathers).  The rest, per tile of
+    ``_TILE`` points, through :func:`general_tile`: :func:`linear_tile` into a stack buffer (so that its loop
+    vectorises with hardware gathers: see :mod:`.stack`), then the buffer copied to ``out``.  With ``constant``
+    and more than ``_MASKED_CHANNELS`` channels, the tile is the clamped one, and the points outside ``(0, top]``
+    on some axis, or NaN (the only points where the two boundaries differ), are marked (:func:`mark_outside`)
+    and sampled again (:func:`constant_fixup`).  ``channel_lanes`` is a tuple whose length is the channel count.
+    The values are exactly those of ``formulas.linear_point3``, operation for operation.  Returns whether the
+    windows did the row's whole tiles (then the row prefetched the next one's lines itself, and the caller
+    need not).
     """
     n_ch = len(channel_lanes)
-    s2 = dims[2] * n_ch
-    s1 = dims[1] * s2
     f3 = out.shape[0] // n_ch
-    values = carray(stack_pointer(_TILE_VALUES, src), _TILE_VALUES)
-    marks = carray(stack_pointer(_TILE, np.bool_), _TILE)
-    masked = n_ch <= _MASKED_CHANNELS
     done = 0
-    if takes_windows(src, channel_lanes, disp, coords, xi, top, out) and not constant and dims[2] >= SPAN \
-            and top[2] + one == dims[2]:
-        done = window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, outside, values, out)
+    if takes_windows(src, channel_lanes, disp, coords, xi, top, out) and dims[2] >= SPAN and top[2] + one == dims[2]:
+        done = window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, out)
     for first in range(done, f3, _TILE):
-        n = min(_TILE, f3 - first)
-        if constant and masked:
-            linear_tile(src, channel_lanes, s1, s2, base, disp, xi, yj, coords, top, one, True, outside, first, n,
-                        values)
-        else:
-            linear_tile(src, channel_lanes, s1, s2, base, disp, xi, yj, coords, top, one, False, outside, first, n,
-                        values)
-        tile = out[first * n_ch : (first + n) * n_ch]
-        for q in range(n * n_ch):
-            tile[q] = values[q]
-        if constant and not masked:
-            tile_disp, tile_coords, tile_marks = disp[3 * first : 3 * (first + n)], coords[first : first + n], marks[:n]
-            if mark_outside(tile_disp, xi, yj, tile_coords, top, tile_marks) > 0:
-                constant_fixup(src, dims, base, tile_disp, xi, yj, tile_coords, top, one, outside, LINEAR, tile_marks,
-                               tile)
+        general_tile(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, first,
+                     min(_TILE, f3 - first), out)
     return done > 0 and done == f3 - f3 % WIDTH
 
 
+@njit(**_ROW)
+def general_tile(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, first, n, out):
+    """Points ``first`` to ``first + n`` (at most ``_TILE``) of a :func:`linear_row` by :func:`linear_tile` into a
+    stack buffer, copied to ``out``; with ``constant`` and more than ``_MASKED_CHANNELS`` channels, by the clamped
+    tile and the fix-up of the points outside."""
+    n_ch = len(channel_lanes)
+    s2 = dims[2] * n_ch
+    s1 = dims[1] * s2
+    values = carray(stack_pointer(_TILE_VALUES, src), _TILE_VALUES)
+    marks = carray(stack_pointer(_TILE, np.bool_), _TILE)
+    masked = n_ch <= _MASKED_CHANNELS
+    if constant and masked:
+        linear_tile(src, channel_lanes, s1, s2, base, disp, xi, yj, coords, top, one, True, outside, first, n,
+                    values)
+    else:
+        linear_tile(src, channel_lanes, s1, s2, base, disp, xi, yj, coords, top, one, False, outside, first, n,
+                    values)
+    tile = out[first * n_ch : (first + n) * n_ch]
+    for q in range(n * n_ch):
+        tile[q] = values[q]
+    if constant and not masked:
+        tile_disp, tile_coords, tile_marks = disp[3 * first : 3 * (first + n)], coords[first : first + n], marks[:n]
+        if mark_outside(tile_disp, xi, yj, tile_coords, top, tile_marks) > 0:
+            constant_fixup(src, dims, base, tile_disp, xi, yj, tile_coords, top, one, outside, LINEAR, tile_marks,
+                           tile)
+
+
 @njit(inline="always")
-def window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, outside, values, out):
-    """The tiles of 16 points of a clamped :func:`linear_row` by :func:`.window.window_tile`; a tile it leaves
-    (not square) is done by :func:`linear_tile`, and at the ``_WINDOW_MISSES``-th such tile the row stops (a
-    rough field: there the windows cost more than they save).  Returns how many points from the row's start
-    are done."""
+def window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, out):
+    """The tiles of 16 points of a :func:`linear_row` by :func:`.window.window_tile`; a tile it leaves is done
+    by :func:`general_tile`, and at the ``_WINDOW_MISSES``-th such tile the row stops (a rough field: there
+    the windows cost more than they save).  Returns how many points from the row's start are done."""
     n_ch = len(channel_lanes)
     s2 = dims[2] * n_ch
     s1 = dims[1] * s2
@@ -340,15 +347,13 @@ def window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, o
     end = f3 - f3 % WIDTH
     misses = 0
     for first in range(0, end, WIDTH):
-        if window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, dims[2], out):
+        if window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, dims[2], constant, out):
             continue
         misses += 1
         if misses == _WINDOW_MISSES:
             return first
-        linear_tile(src, channel_lanes, s1, s2, base, disp, xi, yj, coords, top, one, False, outside, first, WIDTH,
-                    values)
-        for q in range(WIDTH * n_ch):
-            out[first * n_ch + q] = values[q]
+        general_tile(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, first, WIDTH,
+                     out)
     return end
 
 

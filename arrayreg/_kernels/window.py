@@ -11,8 +11,10 @@ Zen 5 core a 16-lane gather costs about as much as 16 loads, and gathers
 were most of the row kernel's time.
 
 :func:`window_tile` does one tile of 16 points of a float32 linear warp with
-the clamp boundary and 1 to ``MAX_CHANNELS`` interleaved channels, start to
-end in vector registers:
+1 to ``MAX_CHANNELS`` interleaved channels, start to end in vector
+registers.  Its values are those of the clamp boundary; with the constant
+boundary it takes only tiles whose points all lie in ``(0, top]`` on every
+axis, where the two boundaries agree:
 
 1. per point, the corners and weights along each axis exactly as
    ``formulas.linear_axis`` computes them (clamp to ``[0, top]``;
@@ -83,13 +85,15 @@ def takes_windows(src, channel_lanes, disp, coords, xi, top, out):
     raise TypeError("takes_windows is compiled into the CPU kernels; it has no Python implementation")
 
 
-def window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, out):
-    """Points ``first`` to ``first + 16`` of a linear clamped warp row into ``out``; in kernels only.
+def window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, constant, out):
+    """Points ``first`` to ``first + 16`` of a linear warp row into ``out``; in kernels only.
 
     ``src`` is the flat source with ``len(channel_lanes)`` channels (1 to ``MAX_CHANNELS``), ``base`` the flat
     offset of its voxel ``(0, 0, 0)``, ``s1`` and ``s2`` its strides (in values) along axes 1 and 2, ``d3`` its
     row length in voxels; point ``k`` of the row is ``(xi, yj, coords[k]) + disp[3k:3k+3]``, its values
-    ``out[k * channels:(k + 1) * channels]``.  Returns whether the tile was done; on False ``out`` is untouched.
+    ``out[k * channels:(k + 1) * channels]``.  With ``constant`` (the constant boundary) a tile is done only
+    when every point lies in ``(0, top]`` on every axis, where the two boundaries agree.  Returns whether the
+    tile was done; on False ``out`` is untouched.
     """
     raise TypeError("window_tile is compiled into the CPU kernels; it has no Python implementation")
 
@@ -111,13 +115,14 @@ def _select_takes_windows(src, channel_lanes, disp, coords, xi, top, out):
 
 
 @overload(window_tile, inline="always")
-def _select_window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, out):
+def _select_window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, constant, out):
     if not (_windows_apply(src, channel_lanes, disp, coords, xi, top, out) and yj == types.float32):
-        return lambda src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, out: False
+        return lambda src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, constant, out: False
     tile_intrinsic = _TILES[len(channel_lanes)]
 
-    def tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, out):
-        return tile_intrinsic(src, base, disp, coords, first, xi, yj, top[0], top[1], top[2], s1, s2, d3, out)
+    def tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, constant, out):
+        return tile_intrinsic(src, base, disp, coords, first, xi, yj, top[0], top[1], top[2], s1, s2, d3, constant,
+                              out)
     return tile
 
 
@@ -202,6 +207,16 @@ def _clamped_axis(builder, c, top):
     hi = builder.select(nan, izero, builder.fptosi(hi_f, _INTS))  # fptosi of NaN is poison: never selected
     lo = builder.sub(hi, builder.zext(builder.icmp_signed(">", hi, izero), _INTS))
     return lo, hi, builder.fsub(hi_f, c)
+
+
+def _inside(builder, points, tops):
+    """Whether every lane of every coordinate of ``points`` lies in ``(0, top]`` (False for NaN)."""
+    zero = ir.Constant(_FLOATS, [0.0] * WIDTH)
+    inside = None
+    for c, top in zip(points, tops):
+        lanes = builder.and_(builder.fcmp_ordered(">", c, zero), builder.fcmp_ordered("<=", c, top))
+        inside = lanes if inside is None else builder.and_(inside, lanes)
+    return _all(builder, inside)
 
 
 def _mix(builder, lo, hi, w):
@@ -297,15 +312,16 @@ def _tile_intrinsic(channels):
     coordinates and limits)."""
 
     @intrinsic
-    def tile16(typingctx, src, base, disp, coords, first, xi, yj, top0, top1, top2, s1, s2, d3, out):
+    def tile16(typingctx, src, base, disp, coords, first, xi, yj, top0, top1, top2, s1, s2, d3, constant, out):
         if not (all(_is_float32_row(a) for a in (src, disp, coords, out))
                 and all(a == types.float32 for a in (xi, yj, top0, top1, top2))
-                and all(isinstance(a, types.Integer) for a in (base, first, s1, s2, d3))):
+                and all(isinstance(a, types.Integer) for a in (base, first, s1, s2, d3))
+                and isinstance(constant, types.Boolean)):
             return None
 
         def codegen(context, builder, signature, args):
             src_p, disp_p, coords_p, out_p = (context.make_array(signature.args[n])(context, builder, args[n]).data
-                                              for n in (0, 2, 3, 13))
+                                              for n in (0, 2, 3, 14))
             base, first, s1, s2, d3 = (context.cast(builder, args[n], signature.args[n], types.int64)
                                        for n in (1, 4, 10, 11, 12))
             offset = builder.mul(first, ir.Constant(_I64, 3))
@@ -313,18 +329,26 @@ def _tile_intrinsic(channels):
             x = builder.fadd(_splat(builder, args[5], _FLOATS), _deinterleave(builder, parts, 0))
             y = builder.fadd(_splat(builder, args[6], _FLOATS), _deinterleave(builder, parts, 1))
             z = builder.fadd(_load16(builder, coords_p, first), _deinterleave(builder, parts, 2))
-            axes = [_clamped_axis(builder, c, _splat(builder, top, _FLOATS)) for c, top in zip((x, y, z), args[7:10])]
+            tops = [_splat(builder, top, _FLOATS) for top in args[7:10]]
+            axes = [_clamped_axis(builder, c, top) for c, top in zip((x, y, z), tops)]
             tile = _Tile(builder, channels, src_p, base, s1, s2, d3, axes)
+            # with the constant boundary, only tiles inside (0, top] on every axis (there it equals clamp)
+            flag = args[13]
+            if flag.type != ir.IntType(1):
+                flag = builder.icmp_unsigned("!=", flag, ir.Constant(flag.type, 0))
+            outside_allowed = builder.not_(flag)
+            done = builder.and_(tile.square, builder.or_(outside_allowed, _inside(builder, (x, y, z), tops)))
             destination = builder.gep(out_p, [builder.mul(first, ir.Constant(_I64, channels))])
-            with builder.if_then(tile.square, likely=True):
+            with builder.if_then(done, likely=True):
                 with builder.if_else(tile.uniform, likely=True) as (uniform, spread):
                     with uniform:
                         tile.store(tile.corners(2), destination)
                     with spread:
                         tile.store(tile.corners(3), destination)
-            return tile.square
+            return done
 
-        return types.boolean(src, base, disp, coords, first, xi, yj, top0, top1, top2, s1, s2, d3, out), codegen
+        return (types.boolean(src, base, disp, coords, first, xi, yj, top0, top1, top2, s1, s2, d3, constant, out),
+                codegen)
 
     return tile16
 
