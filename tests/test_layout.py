@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).parent.parent / "arrayreg"
 # DESIGN.md section 5, bottom up: a module may import modules of its own rank or lower, never higher.
 RANKS = [
     ("arrayreg._kernels.device", "arrayreg._kernels.threads", "arrayreg._kernels.jit", "arrayreg._kernels.stack",
-     "arrayreg._kernels.cache", "arrayreg._kernels.window",
+     "arrayreg._kernels.cache", "arrayreg._kernels.window", "arrayreg._kernels.microkernel",
      "arrayreg._kernels.formulas",
      "arrayreg._docstrings"),
     ("arrayreg._kernels.cpu", "arrayreg._kernels.cuda", "arrayreg._kernels.conv", "arrayreg._kernels"),

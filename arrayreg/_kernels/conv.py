@@ -13,8 +13,9 @@ In 3-D the transforms apply along each axis: a 2x2x2 output tile costs 64
 products per (input, output) channel pair instead of 216.  Over a block of
 tiles the products are 64 independent GEMMs ``M[q] = V[q] @ U[q]`` over the
 channels (``q = 16 a + 4 b + c`` indexes the transformed 4x4x4 tile), run by
-the BLAS ``gemm`` that SciPy links, called from inside the parallel loop so
-that each block's ``V`` and ``M`` stay in the core's cache.  The kernel
+:func:`.microkernel.small_gemm` where the filters fill whole 512-bit vectors,
+else by the BLAS ``gemm`` that SciPy links, called from inside the parallel
+loop so that each block's ``V`` and ``M`` stay in the core's cache.  The kernel
 transform ``U = (G x G x G) kernel`` is made once by the caller.  The kernels
 trust their caller: no checks here.
 """
@@ -28,6 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from .jit import cached_njit
+from .microkernel import small_gemm
 
 KERNEL_TRANSFORM = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
@@ -155,7 +157,7 @@ def winograd3x3x3(padded, plane, row_length, tiles2, tiles3, n_tiles, u, gemm, b
     ``padded`` holds the volume at the padding offset inside ``2 * tiles + 2``
     samples per axis, as rows of channels; ``plane`` and ``row_length`` are its
     row strides along axes 1 and 2.  Each parallel block transforms ``block``
-    tiles, runs the 64 GEMMs ``m[q] = v[q] @ u[q]`` through ``gemm`` (column
+    tiles, runs the 64 GEMMs ``m[q] = v[q] @ u[q]`` (:func:`.microkernel.small_gemm`, or through ``gemm``, column
     major: ``m[q]^T = u[q]^T v[q]^T``), and transforms them into ``out``.
     """
     c_in, c_out = u.shape[1], u.shape[2]
@@ -166,9 +168,13 @@ def winograd3x3x3(padded, plane, row_length, tiles2, tiles3, n_tiles, u, gemm, b
         for t in range(count):
             i, j, k = tile_index(start + t, tiles2, tiles3)
             input_tile(padded, 2 * i * plane + 2 * j * row_length + 2 * k, plane, row_length, s, v, t)
-        arguments = gemm_arguments(count, c_in, c_out, u)
-        for q in range(64):
-            multiply(gemm, arguments, u[q], v[q], m[q])
+        if c_out % (64 // u.itemsize) == 0:  # whole 512-bit vectors of filters: the register-blocked product
+            for q in range(64):
+                small_gemm(v[q], u[q], m[q], count)
+        else:
+            arguments = gemm_arguments(count, c_in, c_out, u)
+            for q in range(64):
+                multiply(gemm, arguments, u[q], v[q], m[q])
         for t in range(count):
             i, j, k = tile_index(start + t, tiles2, tiles3)
             output_tile(m, t, i, j, k, s, r, out)

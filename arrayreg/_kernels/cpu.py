@@ -44,6 +44,7 @@ _ROW = dict(nogil=True, error_model="numpy")
 _CHUNK = 4096  # points per parallel task in the resample kernels
 _MAX_LANES = 4  # the largest channel count compiled as a constant (_lanes), and so the most linear_row takes
 _TILE = 256  # points per stack tile of linear_row
+_WIDTH = np.int64(WIDTH)  # as a run-time int64, so that both calls of general_tile share one signature
 _WINDOW_MISSES = 2  # tiles that window_row leaves to linear_tile before it leaves it the rest of the row
 _TILE_VALUES = _MAX_LANES * _TILE  # its values
 _MASKED_CHANNELS = 2  # linear_row takes the constant boundary in its vectorised loop (masked gathers) up to this
@@ -352,7 +353,7 @@ def window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, c
         misses += 1
         if misses == _WINDOW_MISSES:
             return first
-        general_tile(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, first, WIDTH,
+        general_tile(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, first, _WIDTH,
                      out)
     return end
 
