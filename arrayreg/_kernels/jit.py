@@ -9,9 +9,8 @@ except that the on-disk cache can only ever cost a compilation, never a call:
 - a cache file that cannot be read (a truncated or corrupt ``.nbi``/``.nbc``)
   is ignored, the kernel recompiles, and the file is written afresh;
 - an entry is stale when a module compiled into the kernels changed
-  (``formulas.py``, ``cache.py``, ``stack.py``, ``window.py``,
-  ``microkernel.py``), not only the
-  kernel's own file: Numba stamps an entry with its own source file alone.
+  (``COMPILED_IN``: the formulas and the intrinsics), not only the kernel's
+  own file: Numba stamps an entry with its own source file alone.
 
 Either case issues one ``RuntimeWarning`` per process.
 

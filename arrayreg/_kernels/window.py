@@ -141,10 +141,6 @@ def _call(builder, name, args, result_type):
     return builder.call(cgutils.get_or_insert_function(builder.module, function_type, name), args)
 
 
-def _load16(builder, pointer, offset):
-    return builder.load(builder.bitcast(builder.gep(pointer, [offset]), _FLOATS.as_pointer()), align=4)
-
-
 def _load(builder, pointer, offset, count):
     vector_type = ir.VectorType(_F32, count)
     return builder.load(builder.bitcast(builder.gep(pointer, [offset]), vector_type.as_pointer()), align=4)
@@ -187,14 +183,6 @@ def _larger(builder, a, b):
 def _all(builder, lanes):
     """Whether every lane of the 16 booleans ``lanes`` is set."""
     return builder.icmp_signed("==", builder.bitcast(lanes, _I16), ir.Constant(_I16, -1))
-
-
-def _deinterleave(builder, parts, component):
-    """Component ``component`` of 16 interleaved triples held in the 3 vectors ``parts``."""
-    lanes = [3 * t + component for t in range(WIDTH)]
-    low = builder.shuffle_vector(parts[0], parts[1], ir.Constant(_INTS, [n if n < SPAN else 0 for n in lanes]))
-    mask = [t if lanes[t] < SPAN else WIDTH + lanes[t] - SPAN for t in range(WIDTH)]
-    return builder.shuffle_vector(low, parts[2], ir.Constant(_INTS, mask))
 
 
 def _clamped_axis(builder, c, top):
@@ -272,11 +260,8 @@ class _Tile:
                 row_j = b.mul(b.sext(_smaller(b, b.add(self.j_min, _int(dj)), last_j), _I64), self.s2)
                 row = b.add(origin, b.add(row_i, row_j))
                 emit_prefetch(b, self.src, b.add(b.add(row, self.s2), ir.Constant(_I64, values - 1)))
-                if self.channels == 1:
-                    halves = [(_load16(b, self.src, row), _load16(b, self.src, b.add(row, ir.Constant(_I64, WIDTH))))]
-                else:
-                    window = _load(b, self.src, row, values)
-                    halves = [_channel_halves(b, window, self.channels, c) for c in range(self.channels)]
+                window = _load(b, self.src, row, values)
+                halves = [_channel_halves(b, window, self.channels, c) for c in range(self.channels)]
                 for c, (low, high) in enumerate(halves):
                     for kk in (0, 1):
                         picks[di, dj, kk, c] = b.call(self.permute, [low, self.indices[kk], high])
@@ -325,10 +310,11 @@ def _tile_intrinsic(channels):
             base, first, s1, s2, d3 = (context.cast(builder, args[n], signature.args[n], types.int64)
                                        for n in (1, 4, 10, 11, 12))
             offset = builder.mul(first, ir.Constant(_I64, 3))
-            parts = [_load16(builder, disp_p, builder.add(offset, ir.Constant(_I64, WIDTH * n))) for n in range(3)]
-            x = builder.fadd(_splat(builder, args[5], _FLOATS), _deinterleave(builder, parts, 0))
-            y = builder.fadd(_splat(builder, args[6], _FLOATS), _deinterleave(builder, parts, 1))
-            z = builder.fadd(_load16(builder, coords_p, first), _deinterleave(builder, parts, 2))
+            triples = _load(builder, disp_p, offset, 3 * WIDTH)
+            x, y, z = (_lanes(builder, triples, [3 * t + a for t in range(WIDTH)]) for a in range(3))
+            x = builder.fadd(_splat(builder, args[5], _FLOATS), x)
+            y = builder.fadd(_splat(builder, args[6], _FLOATS), y)
+            z = builder.fadd(_load(builder, coords_p, first, WIDTH), z)
             tops = [_splat(builder, top, _FLOATS) for top in args[7:10]]
             axes = [_clamped_axis(builder, c, top) for c, top in zip((x, y, z), tops)]
             tile = _Tile(builder, channels, src_p, base, s1, s2, d3, axes)
