@@ -34,7 +34,7 @@ def test_conv3d_matches_scipy_correlate(rng, monkeypatch, kernel_size, strides, 
     from arrayreg._kernels import conv
 
     monkeypatch.setattr(conv, "rows_per_gemm", lambda k, n: rows)
-    monkeypatch.setattr(conv, "tiles_per_block", lambda c_in, c_out: rows)
+    monkeypatch.setattr(conv, "tiles_per_block", lambda *sizes: rows)
     x = rng.standard_normal((2, 7, 8, 9, 3)).astype(np.float32)
     kernel = rng.standard_normal(kernel_size + (3, 4)).astype(np.float32)
     bias = rng.standard_normal(4).astype(np.float32)
@@ -156,7 +156,7 @@ def test_winograd_blocks_do_not_depend_on_their_size(rng, monkeypatch):
     kernel = rng.standard_normal((3, 3, 3, 3, 4)).astype(np.float32)
     want = F.conv3d(x, kernel)
     for block in (1, 7, 1000):
-        monkeypatch.setattr(conv, "tiles_per_block", lambda c_in, c_out, block=block: block)
+        monkeypatch.setattr(conv, "tiles_per_block", lambda *sizes, block=block: block)
         np.testing.assert_array_equal(F.conv3d(x, kernel), want)
 
 

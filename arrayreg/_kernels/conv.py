@@ -12,12 +12,14 @@ kernel ``g`` give 2 correlation outputs ``y[i] = sum_k d[i + k] g[k]`` as ``y = 
 In 3-D the transforms apply along each axis: a 2x2x2 output tile costs 64
 products per (input, output) channel pair instead of 216.  Over a block of
 tiles the products are 64 independent GEMMs ``M[q] = V[q] @ U[q]`` over the
-channels (``q = 16 a + 4 b + c`` indexes the transformed 4x4x4 tile), run by
-:func:`.microkernel.small_gemm` where the filters fill whole 512-bit vectors,
-else by the BLAS ``gemm`` that SciPy links, called from inside the parallel
-loop so that each block's ``V`` and ``M`` stay in the core's cache.  The kernel
-transform ``U = (G x G x G) kernel`` is made once by the caller.  The kernels
-trust their caller: no checks here.
+channels (``q = 16 a + 4 b + c`` indexes the transformed 4x4x4 tile).  The
+transforms and the GEMMs are the vector code of :mod:`.microkernel`, one
+vector of channels at a time, so that each block's ``V`` and ``M`` stay in
+the core's cache.  The kernel transform ``U = (G x G x G) kernel`` is made
+once by the caller.
+
+The patch and scatter loops call the BLAS ``gemm`` that SciPy links from
+inside their parallel loops.  The kernels trust their caller: no checks here.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ import numpy as np
 from numba import njit, prange
 
 from .jit import cached_njit
-from .microkernel import small_gemm
+from .microkernel import small_gemm, winograd_input, winograd_output
 
 KERNEL_TRANSFORM = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
-# OpenBLAS runs a GEMM single-threaded below m * n * k = 4 * 65536; a block stays under it,
-# so the BLAS calls made inside the parallel loop never start threads of their own.
+# OpenBLAS runs a GEMM single-threaded below m * n * k = 4 * 65536; the patch and scatter loops stay under
+# it, so the BLAS calls made inside their parallel loops never start threads of their own.
 SINGLE_THREAD_GEMM = 4 * 65536
 
 
@@ -48,64 +50,15 @@ def blas_gemm(dtype):
     return ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(address)
 
 
-def tiles_per_block(c_in, c_out):
-    """Tiles per parallel block: at most 64 (``V`` and ``M`` then fit in L2) and one single-threaded GEMM."""
-    return max(1, min(64, SINGLE_THREAD_GEMM // (c_in * c_out)))
+# Bytes of transformed tiles and products per parallel block: they stay in the core's L2 (1 MB on the
+# machines measured) between the transforms and the products.
+BLOCK_BYTES = 1 << 20
 
 
-@njit(inline="always")
-def input_tile(padded, origin, plane, row_length, s, v, t):
-    """``v[:, t, :] = (B^T x B^T x B^T)`` of the 4x4x4 tile at flat row ``origin`` of ``padded`` (scratch ``s``)."""
-    channels = padded.shape[1]
-    for ab in range(16):  # along axis 3: the 4 samples of each (a, b) line
-        row = origin + (ab // 4) * plane + (ab % 4) * row_length
-        for ch in range(channels):
-            d0, d1, d2, d3 = padded[row, ch], padded[row + 1, ch], padded[row + 2, ch], padded[row + 3, ch]
-            s[4 * ab, ch] = d0 - d2
-            s[4 * ab + 1, ch] = d1 + d2
-            s[4 * ab + 2, ch] = d2 - d1
-            s[4 * ab + 3, ch] = d1 - d3
-    for ac in range(16):  # along axis 2, in place
-        q = (ac // 4) * 16 + ac % 4
-        for ch in range(channels):
-            e0, e1, e2, e3 = s[q, ch], s[q + 4, ch], s[q + 8, ch], s[q + 12, ch]
-            s[q, ch] = e0 - e2
-            s[q + 4, ch] = e1 + e2
-            s[q + 8, ch] = e2 - e1
-            s[q + 12, ch] = e1 - e3
-    for q in range(16):  # along axis 1, into v
-        for ch in range(channels):
-            f0, f1, f2, f3 = s[q, ch], s[q + 16, ch], s[q + 32, ch], s[q + 48, ch]
-            v[q, t, ch] = f0 - f2
-            v[q + 16, t, ch] = f1 + f2
-            v[q + 32, t, ch] = f2 - f1
-            v[q + 48, t, ch] = f1 - f3
-
-
-@njit(inline="always")
-def output_tile(m, t, i, j, k, s, r, out):
-    """``out[2i:2i+2, 2j:2j+2, 2k:2k+2] = (A^T x A^T x A^T) m[:, t, :]``, cropped to ``out`` (scratch ``s``, ``r``)."""
-    filters = m.shape[2]
-    n1, n2, n3 = out.shape[0], out.shape[1], out.shape[2]
-    for ab in range(16):  # along axis 3: 4 -> 2
-        for f in range(filters):
-            m0, m1, m2, m3 = m[4 * ab, t, f], m[4 * ab + 1, t, f], m[4 * ab + 2, t, f], m[4 * ab + 3, t, f]
-            s[2 * ab, f] = m0 + m1 + m2
-            s[2 * ab + 1, f] = m1 - m2 - m3
-    for ac in range(8):  # along axis 2
-        a, c = ac // 2, ac % 2
-        for f in range(filters):
-            e0, e1, e2, e3 = s[8 * a + c, f], s[8 * a + 2 + c, f], s[8 * a + 4 + c, f], s[8 * a + 6 + c, f]
-            r[4 * a + c, f] = e0 + e1 + e2
-            r[4 * a + 2 + c, f] = e1 - e2 - e3
-    for bc in range(4):  # along axis 1, into out
-        y, z = 2 * j + bc // 2, 2 * k + bc % 2
-        if y < n2 and z < n3:
-            for f in range(filters):
-                out[2 * i, y, z, f] = r[bc, f] + r[4 + bc, f] + r[8 + bc, f]
-            if 2 * i + 1 < n1:
-                for f in range(filters):
-                    out[2 * i + 1, y, z, f] = r[4 + bc, f] - r[8 + bc, f] - r[12 + bc, f]
+def tiles_per_block(c_in, c_out, itemsize=4):
+    """Tiles per parallel block: at most 64, with ``v`` and ``m`` (64 rows of channels per tile) in
+    ``BLOCK_BYTES``."""
+    return max(1, min(64, BLOCK_BYTES // (64 * (c_in + c_out) * itemsize)))
 
 
 @njit(inline="always")
@@ -115,14 +68,71 @@ def tile_index(tile, tiles2, tiles3):
     return i, rest // tiles3, rest % tiles3
 
 
-@cached_njit()
-def block_scratch(block, c_in, c_out, like):
-    """Per-block buffers: transformed tiles ``v``, products ``m``, and transform scratch ``s`` and ``r``."""
-    v = np.empty((64, block, c_in), dtype=like.dtype)
-    m = np.empty((64, block, c_out), dtype=like.dtype)
-    s = np.empty((64, max(c_in, c_out)), dtype=like.dtype)
-    r = np.empty((16, c_out), dtype=like.dtype)
-    return v, m, s, r
+@njit(inline="always")
+def output_rows(start, length):
+    """Bit ``n`` (``n`` < 2) set where row ``start + n`` lies in ``[0, length)``."""
+    return (start < length) | (start + 1 < length) << 1
+
+
+@njit(inline="always")
+def winograd_block(padded, strides, u, in_lanes, out_lanes, first, count, spacing, v, m, out):
+    """Tiles ``first`` to ``first + count`` of :func:`winograd3x3x3`: transformed into ``v``, multiplied into
+    ``m`` and transformed into ``out``.  ``u``, ``v``, ``m`` and ``out`` are flat; ``v`` and ``m`` hold rows
+    of ``c_in`` and ``c_out`` values ``[q * spacing + tile]``."""
+    c_in, c_out, filters = u.shape[1], u.shape[2], out.shape[3]
+    flat_u, flat_out = u.reshape(-1), out.reshape(-1)
+    tiles2, tiles3 = (out.shape[1] + 1) // 2, (out.shape[2] + 1) // 2
+    plane, row = strides
+    for t in range(count):
+        i, j, k = tile_index(first + t, tiles2, tiles3)
+        origin = 2 * (i * plane + j * row + k * c_in)
+        for ch in range(0, c_in, len(in_lanes)):
+            winograd_input(padded, origin + ch, plane, row, c_in, v, t * c_in + ch, spacing * c_in, in_lanes)
+    for q in range(64):
+        small_gemm(v, q * spacing * c_in, c_in, flat_u, q * c_in * c_out, m, q * spacing * c_out, c_out, count, c_in,
+                   c_out, out_lanes)
+    out_plane, out_row = out.shape[1] * out.shape[2] * filters, out.shape[2] * filters
+    for t in range(count):
+        i, j, k = tile_index(first + t, tiles2, tiles3)
+        inside = (output_rows(2 * i, out.shape[0]) | output_rows(2 * j, out.shape[1]) << 4
+                  | output_rows(2 * k, out.shape[2]) << 8)
+        target = 2 * (i * out_plane + j * out_row + k * filters)
+        for f in range(0, c_out, len(out_lanes)):
+            winograd_output(m, t * c_out + f, spacing * c_out, flat_out, target + f, out_plane, out_row, filters,
+                            inside, min(len(out_lanes), filters - f), out_lanes)
+
+
+@cached_njit(parallel=True, nogil=True, error_model="numpy")
+def winograd3x3x3(padded, strides, u, in_lanes, out_lanes, block, threads, out):
+    """One volume: ``out = conv3d(x, kernel)`` from the zero-padded ``x`` and ``u = G x G x G kernel``.
+
+    ``padded`` is flat: the volume at the padding offset, as rows of ``c_in``
+    channels (zero past the input's), ``strides`` its strides in values along
+    axes 1 and 2; tile ``(i, j, k)`` reads its 4x4x4 samples from sample ``2
+    (i, j, k)`` and writes the 2x2x2 voxels from ``2 (i, j, k)`` that lie in
+    ``out``.  ``u`` is ``(64, c_in, c_out)``, both channel counts whole vectors
+    of ``len(in_lanes)`` and ``len(out_lanes)``, zero past the kernel's.  A
+    block of ``block`` tiles is transformed into ``v``
+    (:func:`.microkernel.winograd_input`), multiplied, ``m[q] = v[q] @ u[q]``
+    (:func:`.microkernel.small_gemm`), and transformed into ``out``
+    (:func:`.microkernel.winograd_output`).  Each of ``threads`` workers takes
+    an equal run of consecutive blocks and allocates its ``v`` and ``m`` once:
+    an allocation per block went through ``mmap`` and page faults whenever the
+    C library's threshold for that lay below their size.
+    """
+    tiles = ((out.shape[0] + 1) // 2) * ((out.shape[1] + 1) // 2) * ((out.shape[2] + 1) // 2)
+    blocks = (tiles + block - 1) // block
+    workers = min(threads, blocks)
+    # one spare tile per q: the 64 vectors a tile's transform writes or reads then lie (block + 1) rows
+    # apart, not a power of two that maps them all to one set of the L1 cache
+    spacing = block + 1
+    for worker in prange(workers):
+        v = np.empty(64 * spacing * u.shape[1], dtype=u.dtype)
+        m = np.empty(64 * spacing * u.shape[2], dtype=u.dtype)
+        for first in range(worker * blocks // workers * block, min((worker + 1) * blocks // workers * block, tiles),
+                           block):
+            winograd_block(padded, strides, u, in_lanes, out_lanes, first, min(block, tiles - first), spacing, v, m,
+                           out)
 
 
 @cached_njit()
@@ -148,36 +158,6 @@ def multiply(gemm, arguments, a, b, c):
     gemm(no_transpose.ctypes, no_transpose.ctypes, sizes[0:].ctypes, sizes[1:].ctypes, sizes[2:].ctypes,
          scalars.ctypes, a.ctypes, sizes[3:].ctypes, b.ctypes, sizes[4:].ctypes, scalars[1:].ctypes, c.ctypes,
          sizes[5:].ctypes)
-
-
-@cached_njit(parallel=True, nogil=True, error_model="numpy")
-def winograd3x3x3(padded, plane, row_length, tiles2, tiles3, n_tiles, u, gemm, block, out):
-    """One volume: ``out = conv3d(x, kernel)`` from the flat zero-padded ``padded`` and ``u = G x G x G kernel``.
-
-    ``padded`` holds the volume at the padding offset inside ``2 * tiles + 2``
-    samples per axis, as rows of channels; ``plane`` and ``row_length`` are its
-    row strides along axes 1 and 2.  Each parallel block transforms ``block``
-    tiles, runs the 64 GEMMs ``m[q] = v[q] @ u[q]`` (:func:`.microkernel.small_gemm`, or through ``gemm``, column
-    major: ``m[q]^T = u[q]^T v[q]^T``), and transforms them into ``out``.
-    """
-    c_in, c_out = u.shape[1], u.shape[2]
-    for first in prange((n_tiles + block - 1) // block):
-        start = first * block
-        count = min(block, n_tiles - start)
-        v, m, s, r = block_scratch(block, c_in, c_out, u)
-        for t in range(count):
-            i, j, k = tile_index(start + t, tiles2, tiles3)
-            input_tile(padded, 2 * i * plane + 2 * j * row_length + 2 * k, plane, row_length, s, v, t)
-        if c_out % (64 // u.itemsize) == 0:  # whole 512-bit vectors of filters: the register-blocked product
-            for q in range(64):
-                small_gemm(v[q], u[q], m[q], count)
-        else:
-            arguments = gemm_arguments(count, c_in, c_out, u)
-            for q in range(64):
-                multiply(gemm, arguments, u[q], v[q], m[q])
-        for t in range(count):
-            i, j, k = tile_index(start + t, tiles2, tiles3)
-            output_tile(m, t, i, j, k, s, r, out)
 
 
 # ------------------------------------------------------------------ any other convolution

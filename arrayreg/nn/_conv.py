@@ -98,29 +98,40 @@ def winograd(x, kernel, strides, padding, xp):
     """Stride-1 3x3x3 convolution on the CPU by Winograd F(2x2x2, 3x3x3), one volume at a time.
 
     The volume is zero-padded by TensorFlow's rule (and up to whole 2x2x2
-    output tiles) into a flat buffer of rows of channels; the kernel transform
-    ``U = G x G x G kernel`` is made once, in float64.  Extra memory: the padded
-    volume and, per thread, one block of transformed tiles.
+    output tiles) into a flat buffer of rows of channels, the channels padded
+    with zeros to whole vectors (``microkernel.lanes_for``) and the rows by one
+    voxel where their length in bytes would be a multiple of 512 (rows a power
+    of two apart share cache sets); the kernel transform ``U = G x G x G
+    kernel`` is made once, in float64, its channels padded the same way.
+    Extra memory: the padded volume and, per thread, one block of transformed
+    tiles and their products.
     """
-    from .._kernels import conv
+    import numba
+
+    from .._kernels import conv, microkernel
 
     c_in, c_out = kernel.shape[3:]
     pads = [conv_padding(n, 3, 1, padding) for n in x.shape[1:4]]
     out = np.empty((x.shape[0], *(o for o, _, _ in pads), c_out), dtype=x.dtype)
     if out.size == 0:
         return out
-    tiles = [(o + 1) // 2 for o, _, _ in pads]
-    lengths = [2 * t + 2 for t in tiles]  # the padded extent the tiles read
-    padded = np.zeros((lengths[0] * lengths[1] * lengths[2], c_in), dtype=x.dtype)
-    interior = tuple(slice(before, before + n) for (_, before, _), n in zip(pads, x.shape[1:4]))
+    in_lanes, out_lanes = (microkernel.lanes_for(c, x.dtype) for c in (c_in, c_out))
+    in_width, out_width = microkernel.padded_channels(c_in, in_lanes), microkernel.padded_channels(c_out, out_lanes)
+    lengths = [2 * ((o + 1) // 2) + 2 for o, _, _ in pads]  # the padded extent the tiles read
+    lengths[2] += (lengths[2] * in_width * x.dtype.itemsize) % 512 == 0
+    padded = np.zeros((*lengths, in_width), dtype=x.dtype)
+    interior = tuple(slice(before, before + n) for (_, before, _), n in zip(pads, x.shape[1:4])) + (slice(0, c_in),)
     g = conv.KERNEL_TRANSFORM
-    u = np.einsum("pa,qb,rc,abcio->pqrio", g, g, g, kernel.astype(np.float64), optimize=True)
-    u = np.ascontiguousarray(u.reshape(64, c_in, c_out).astype(x.dtype))
+    u = np.zeros((64, in_width, out_width), dtype=x.dtype)
+    u[:, :c_in, :c_out] = np.einsum("pa,qb,rc,abcio->pqrio", g, g, g, kernel.astype(np.float64),
+                                    optimize=True).reshape(64, c_in, c_out)
+    block = conv.tiles_per_block(in_width, out_width, x.dtype.itemsize)
     for n in range(x.shape[0]):
-        padded.reshape(*lengths, c_in)[interior] = x[n]
-        conv.winograd3x3x3(padded, lengths[1] * lengths[2], lengths[2], tiles[1], tiles[2],
-                           tiles[0] * tiles[1] * tiles[2], u, conv.blas_gemm(x.dtype),
-                           conv.tiles_per_block(c_in, c_out), out[n])
+        padded[interior] = x[n]
+        conv.winograd3x3x3(padded.reshape(-1), (padded.strides[0] // x.dtype.itemsize,
+                                                padded.strides[1] // x.dtype.itemsize),
+                           u, microkernel.lane_marker(in_lanes), microkernel.lane_marker(out_lanes), block,
+                           numba.get_num_threads(), out[n])
     return out
 
 
