@@ -184,3 +184,17 @@ def test_an_integer_kernel_keeps_float32():
     out = F.conv3d(x, np.ones((3, 3, 3, 2, 3), np.int64), np.zeros(3, np.int64))
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out[0, 1, 1, 1], [54.0, 54.0, 54.0])  # 27 taps x 2 channels x 1 x 1
+
+
+@pytest.mark.parametrize("channels, width, before", [(3, 4, (1, 0, 2)), (8, 8, (1, 1, 1)), (2, 2, (0, 0, 0))])
+def test_winograd_padding_copy_equals_numpy_pad(rng, channels, width, before):
+    """The Winograd path's padded copy: ``x`` at ``before``, zero around it and in the channels past ``x``'s,
+    every value of a buffer that starts as NaN written."""
+    from arrayreg._kernels import conv
+
+    x = rng.standard_normal((5, 6, 7, channels)).astype(np.float32)
+    padded = np.full((8, 9, 11, width), np.nan, np.float32)
+    conv.pad_volume(x, before, padded)
+    after = [p - n - b for p, n, b in zip(padded.shape[:3], x.shape[:3], before)]
+    want = np.pad(x, [(b, a) for b, a in zip(before, after)] + [(0, width - channels)])
+    np.testing.assert_array_equal(padded, want)

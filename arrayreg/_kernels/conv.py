@@ -74,6 +74,31 @@ def output_rows(start, length):
     return (start < length) | (start + 1 < length) << 1
 
 
+@cached_njit(parallel=True, nogil=True)
+def pad_volume(x, before, padded):
+    """``padded[a, b, c, :channels] = x[(a, b, c) - before]`` where that lies in ``x``; zero elsewhere and in
+    the channels past ``x``'s.  In parallel over the planes of ``padded``: the copy and the page faults of a
+    fresh ``padded`` are split between the threads."""
+    n1, n2, n3, channels = x.shape
+    width = padded.shape[3]
+    start, stop = before[2], before[2] + n3
+    for a in prange(padded.shape[0]):
+        i = a - before[0]
+        for b in range(padded.shape[1]):
+            j = b - before[1]
+            row = padded[a, b]
+            if not (0 <= i < n1 and 0 <= j < n2):
+                row[:, :] = 0
+                continue
+            row[:start, :] = 0
+            row[stop:, :] = 0
+            if channels == width:
+                row[start:stop, :] = x[i, j]
+            else:
+                row[start:stop, :channels] = x[i, j]
+                row[start:stop, channels:] = 0
+
+
 @njit(inline="always")
 def winograd_block(padded, strides, u, in_lanes, out_lanes, first, count, spacing, v, m, out):
     """Tiles ``first`` to ``first + count`` of :func:`winograd3x3x3`: transformed into ``v``, multiplied into

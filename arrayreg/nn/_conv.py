@@ -119,15 +119,14 @@ def winograd(x, kernel, strides, padding, xp):
     in_width, out_width = microkernel.padded_channels(c_in, in_lanes), microkernel.padded_channels(c_out, out_lanes)
     lengths = [2 * ((o + 1) // 2) + 2 for o, _, _ in pads]  # the padded extent the tiles read
     lengths[2] += (lengths[2] * in_width * x.dtype.itemsize) % 512 == 0
-    padded = np.zeros((*lengths, in_width), dtype=x.dtype)
-    interior = tuple(slice(before, before + n) for (_, before, _), n in zip(pads, x.shape[1:4])) + (slice(0, c_in),)
+    padded = np.empty((*lengths, in_width), dtype=x.dtype)
     g = conv.KERNEL_TRANSFORM
     u = np.zeros((64, in_width, out_width), dtype=x.dtype)
     u[:, :c_in, :c_out] = np.einsum("pa,qb,rc,abcio->pqrio", g, g, g, kernel.astype(np.float64),
                                     optimize=True).reshape(64, c_in, c_out)
     block = conv.tiles_per_block(in_width, out_width, x.dtype.itemsize)
     for n in range(x.shape[0]):
-        padded[interior] = x[n]
+        conv.pad_volume(np.ascontiguousarray(x[n]), tuple(before for _, before, _ in pads), padded)
         conv.winograd3x3x3(padded.reshape(-1), (padded.strides[0] // x.dtype.itemsize,
                                                 padded.strides[1] // x.dtype.itemsize),
                            u, microkernel.lane_marker(in_lanes), microkernel.lane_marker(out_lanes), block,
