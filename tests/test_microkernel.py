@@ -6,7 +6,7 @@ import pytest
 from numba import njit
 
 from arrayreg._kernels.microkernel import (
-    lane_marker,
+    channel_marker,
     lanes_for,
     padded_channels,
     small_gemm,
@@ -17,7 +17,13 @@ from arrayreg._kernels.microkernel import (
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
-LANES = [(np.float32, lanes) for lanes in (1, 2, 4, 8, 16)] + [(np.float64, lanes) for lanes in (1, 2, 4, 8)]
+# (dtype, C): every padded channel count has vectors of min(C, 512 bits) lanes
+WIDTHS = ([(np.float32, width) for width in (1, 2, 4, 8, 16, 32, 48)]
+          + [(np.float64, width) for width in (1, 2, 4, 8, 24)])
+
+
+def lanes_of(dtype, width):
+    return min(width, vector_width(np.dtype(dtype)))
 
 
 def separable(matrix, tile):
@@ -26,73 +32,75 @@ def separable(matrix, tile):
 
 
 @njit
-def gemm(a, a0, lda, b, b0, c, c0, ldc, rows, k, n, lanes):
-    small_gemm(a, a0, lda, b, b0, c, c0, ldc, rows, k, n, lanes)
+def gemm(a, a0, lda, b, b0, c, c0, ldc, rows, k, channels):
+    small_gemm(a, a0, lda, b, b0, c, c0, ldc, rows, k, channels)
 
 
 @njit
-def transform_input(src, start, plane, row, step, dst, dst_start, dst_stride, lanes):
-    winograd_input(src, start, plane, row, step, dst, dst_start, dst_stride, lanes)
+def transform_input(src, start, plane, row, dst, dst_start, channels):
+    winograd_input(src, start, plane, row, dst, dst_start, channels)
 
 
 @njit
-def transform_output(m, m_start, m_stride, out, out_start, plane, row, step, valid, filters, lanes):
-    winograd_output(m, m_start, m_stride, out, out_start, plane, row, step, valid, filters, lanes)
+def transform_output(m, m_start, out, out_start, plane, row, step, valid, filters, channels):
+    winograd_output(m, m_start, out, out_start, plane, row, step, valid, filters, channels)
 
 
-@pytest.mark.parametrize("dtype, lanes", LANES)
-@pytest.mark.parametrize("rows, k, vectors", [(1, 1, 1), (4, 16, 2), (7, 5, 3), (9, 32, 2), (64, 16, 2), (3, 3, 1),
-                                              (40, 8, 1), (17, 2, 1)])
-def test_small_gemm_equals_numpy(dtype, lanes, rows, k, vectors):
+@pytest.mark.parametrize("dtype, width", WIDTHS)
+@pytest.mark.parametrize("rows, k", [(1, 1), (4, 16), (7, 5), (9, 32), (64, 16), (3, 3), (40, 8), (17, 2)])
+def test_small_gemm_equals_numpy(dtype, width, rows, k):
     """Rows of ``a`` ``lda`` apart (a sub-matrix), ``b`` and ``c`` at offsets in flat arrays, rows past ``rows``
     and values around ``c`` untouched."""
     rng = np.random.default_rng(rows * 100 + k)
-    n = vectors * lanes
-    lda, ldc = k + 3, n + 5
+    lda, ldc = k + 3, width + 5
     a = rng.standard_normal((rows + 2) * lda + 7).astype(dtype)
-    b = rng.standard_normal(k * n + 11).astype(dtype)
+    b = rng.standard_normal(k * width + 11).astype(dtype)
     c = np.full((rows + 2) * ldc + 13, np.nan, dtype)
-    gemm(a, 7, lda, b, 11, c, 13, ldc, rows, k, n, lane_marker(lanes))
+    gemm(a, 7, lda, b, 11, c, 13, ldc, rows, k, channel_marker(width))
     a_matrix = a[7:7 + rows * lda].reshape(rows, lda)[:, :k].astype(np.float64)
-    expected = a_matrix @ b[11:].reshape(k, n).astype(np.float64)
+    expected = a_matrix @ b[11:].reshape(k, width).astype(np.float64)
     got = c[13:13 + rows * ldc].reshape(rows, ldc)
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got[:, :n], expected, rtol=tolerance, atol=tolerance * np.abs(expected).max())
-    assert np.isnan(got[:, n:]).all() and np.isnan(c[:13]).all() and np.isnan(c[13 + rows * ldc:]).all()
+    np.testing.assert_allclose(got[:, :width], expected, rtol=tolerance, atol=tolerance * np.abs(expected).max())
+    assert np.isnan(got[:, width:]).all() and np.isnan(c[:13]).all() and np.isnan(c[13 + rows * ldc:]).all()
 
 
-@pytest.mark.parametrize("dtype, lanes", LANES)
-def test_winograd_input_is_b_transpose_along_each_axis(dtype, lanes):
-    """A tile of a (6, 7, 9, channels) volume, channels > lanes; 64 vectors written ``dst_stride`` apart."""
-    rng = np.random.default_rng(lanes)
-    channels = lanes + 3
-    volume = rng.standard_normal((6, 7, 9, channels)).astype(dtype)
-    origin, first_channel = (1, 2, 3), 2
-    dst_start, dst_stride = 5, lanes + 4
-    dst = np.full(dst_start + 64 * dst_stride, np.nan, dtype)
+@pytest.mark.parametrize("dtype, width", WIDTHS)
+def test_winograd_input_is_b_transpose_along_each_axis(dtype, width):
+    """One vector of channels (the last of the C) of a tile of a (6, 7, 9, C) volume; the 64 results ``C``
+    apart, nothing else written."""
+    rng = np.random.default_rng(width)
+    lanes = lanes_of(dtype, width)
+    volume = rng.standard_normal((6, 7, 9, width)).astype(dtype)
+    origin, first_channel = (1, 2, 3), width - lanes
+    dst_start = 5
+    dst = np.full(dst_start + 64 * width, np.nan, dtype)
     start = np.ravel_multi_index(origin + (first_channel,), volume.shape)
-    transform_input(volume.reshape(-1), start, 7 * 9 * channels, 9 * channels, channels, dst, dst_start, dst_stride,
-                    lane_marker(lanes))
-    tile = volume[1:5, 2:6, 3:7, first_channel:first_channel + lanes]
-    got = dst[dst_start:].reshape(64, dst_stride)
+    transform_input(volume.reshape(-1), start, 7 * 9 * width, 9 * width, dst, dst_start + first_channel,
+                    channel_marker(width))
+    tile = volume[1:5, 2:6, 3:7, first_channel:]
+    got = dst[dst_start:].reshape(64, width)
     tolerance = 1e-6 if dtype == np.float32 else 1e-14
-    np.testing.assert_allclose(got[:, :lanes], separable(B_T, tile).reshape(64, lanes), rtol=tolerance, atol=tolerance)
-    assert np.isnan(got[:, lanes:]).all() and np.isnan(dst[:dst_start]).all()
+    np.testing.assert_allclose(got[:, first_channel:], separable(B_T, tile).reshape(64, lanes), rtol=tolerance,
+                               atol=tolerance)
+    assert np.isnan(got[:, :first_channel]).all() and np.isnan(dst[:dst_start]).all()
 
 
-@pytest.mark.parametrize("dtype, lanes", LANES)
-@pytest.mark.parametrize("valid", [0xFFF, 0x311, 0x133, 0x000, 0x322])
-def test_winograd_output_is_a_transpose_along_each_axis(dtype, lanes, valid):
-    """The 2x2x2 voxels at (1, 2, 3) of a (4, 5, 6, filters) output; only the voxels whose rows ``valid``
-    marks (bit x, 4 + y, 8 + z) and only the first ``filters`` channels are written."""
-    rng = np.random.default_rng(lanes + valid)
+@pytest.mark.parametrize("dtype, width", WIDTHS)
+@pytest.mark.parametrize("valid", [0x333, 0x311, 0x133, 0x000, 0x322])
+def test_winograd_output_is_a_transpose_along_each_axis(dtype, width, valid):
+    """The 2x2x2 voxels at (1, 2, 3) of a (4, 5, 6, filters + 2) output from products ``C`` apart; only the
+    voxels whose rows ``valid`` marks (bit x, 4 + y, 8 + z) and only the first ``filters`` channels are
+    written."""
+    rng = np.random.default_rng(width + valid)
+    lanes = lanes_of(dtype, width)
     filters = max(1, lanes - 1)
-    products = rng.standard_normal(64 * (lanes + 2) + 3).astype(dtype)
+    products = rng.standard_normal(64 * width + 3).astype(dtype)
     out = np.full((4, 5, 6, filters + 2), np.nan, dtype)
     start = np.ravel_multi_index((1, 2, 3, 1), out.shape)
-    transform_output(products, 3, lanes + 2, out.reshape(-1), start, 5 * 6 * (filters + 2), 6 * (filters + 2),
-                     filters + 2, valid, filters, lane_marker(lanes))
-    tile = products[3:].reshape(64, lanes + 2)[:, :lanes].reshape(4, 4, 4, lanes)
+    transform_output(products, 3, out.reshape(-1), start, 5 * 6 * (filters + 2), 6 * (filters + 2), filters + 2,
+                     valid, filters, channel_marker(width))
+    tile = products[3:].reshape(64, width)[:, :lanes].reshape(4, 4, 4, lanes)
     want = np.full(out.shape, np.nan)
     for x in range(2):
         for y in range(2):
@@ -110,7 +118,7 @@ def test_winograd_output_is_a_transpose_along_each_axis(dtype, lanes, valid):
 ])
 def test_lanes_and_padded_channels(channels, dtype, lanes, width):
     assert lanes_for(channels, np.dtype(dtype)) == lanes
-    assert padded_channels(channels, lanes) == width
+    assert padded_channels(channels, np.dtype(dtype)) == width
 
 
 def test_vector_width():

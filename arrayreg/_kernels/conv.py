@@ -100,44 +100,54 @@ def pad_volume(x, before, padded):
 
 
 @njit(inline="always")
-def winograd_block(padded, strides, u, in_lanes, out_lanes, first, count, spacing, v, m, out):
+def tile_length(channels, itemsize):
+    """Values per tile of ``v`` or ``m``: 64 rows of ``C`` channels and one spare vector, so that the rows of
+    consecutive tiles that a product block reads or writes do not lie a power of two apart (one set of the
+    L1 cache)."""
+    return 64 * len(channels) + min(len(channels), 64 // itemsize)
+
+
+@njit(inline="always")
+def winograd_block(padded, strides, u, in_channels, out_channels, first, count, v, m, out):
     """Tiles ``first`` to ``first + count`` of :func:`winograd3x3x3`: transformed into ``v``, multiplied into
-    ``m`` and transformed into ``out``.  ``u``, ``v``, ``m`` and ``out`` are flat; ``v`` and ``m`` hold rows
-    of ``c_in`` and ``c_out`` values ``[q * spacing + tile]``."""
-    c_in, c_out, filters = u.shape[1], u.shape[2], out.shape[3]
+    ``m`` and transformed into ``out``.  ``v`` and ``m`` are flat: tile ``t``'s rows ``q`` of ``C`` values
+    from ``t * tile_length(C)``."""
+    c_in, c_out, filters = len(in_channels), len(out_channels), out.shape[3]
+    in_lanes, out_lanes = min(c_in, 64 // u.itemsize), min(c_out, 64 // u.itemsize)
+    v_tile, m_tile = tile_length(in_channels, u.itemsize), tile_length(out_channels, u.itemsize)
     flat_u, flat_out = u.reshape(-1), out.reshape(-1)
     tiles2, tiles3 = (out.shape[1] + 1) // 2, (out.shape[2] + 1) // 2
     plane, row = strides
     for t in range(count):
         i, j, k = tile_index(first + t, tiles2, tiles3)
         origin = 2 * (i * plane + j * row + k * c_in)
-        for ch in range(0, c_in, len(in_lanes)):
-            winograd_input(padded, origin + ch, plane, row, c_in, v, t * c_in + ch, spacing * c_in, in_lanes)
+        for ch in range(0, c_in, in_lanes):
+            winograd_input(padded, origin + ch, plane, row, v, t * v_tile + ch, in_channels)
     for q in range(64):
-        small_gemm(v, q * spacing * c_in, c_in, flat_u, q * c_in * c_out, m, q * spacing * c_out, c_out, count, c_in,
-                   c_out, out_lanes)
+        small_gemm(v, q * c_in, v_tile, flat_u, q * c_in * c_out, m, q * c_out, m_tile, count, c_in, out_channels)
     out_plane, out_row = out.shape[1] * out.shape[2] * filters, out.shape[2] * filters
     for t in range(count):
         i, j, k = tile_index(first + t, tiles2, tiles3)
         inside = (output_rows(2 * i, out.shape[0]) | output_rows(2 * j, out.shape[1]) << 4
                   | output_rows(2 * k, out.shape[2]) << 8)
         target = 2 * (i * out_plane + j * out_row + k * filters)
-        for f in range(0, c_out, len(out_lanes)):
-            winograd_output(m, t * c_out + f, spacing * c_out, flat_out, target + f, out_plane, out_row, filters,
-                            inside, min(len(out_lanes), filters - f), out_lanes)
+        for f in range(0, c_out, out_lanes):
+            winograd_output(m, t * m_tile + f, flat_out, target + f, out_plane, out_row, filters, inside,
+                            min(out_lanes, filters - f), out_channels)
 
 
 @cached_njit(parallel=True, nogil=True, error_model="numpy")
-def winograd3x3x3(padded, strides, u, in_lanes, out_lanes, block, threads, out):
+def winograd3x3x3(padded, strides, u, in_channels, out_channels, block, threads, out):
     """One volume: ``out = conv3d(x, kernel)`` from the zero-padded ``x`` and ``u = G x G x G kernel``.
 
-    ``padded`` is flat: the volume at the padding offset, as rows of ``c_in``
+    ``padded`` is flat: the volume at the padding offset, as rows of ``C_in``
     channels (zero past the input's), ``strides`` its strides in values along
     axes 1 and 2; tile ``(i, j, k)`` reads its 4x4x4 samples from sample ``2
     (i, j, k)`` and writes the 2x2x2 voxels from ``2 (i, j, k)`` that lie in
-    ``out``.  ``u`` is ``(64, c_in, c_out)``, both channel counts whole vectors
-    of ``len(in_lanes)`` and ``len(out_lanes)``, zero past the kernel's.  A
-    block of ``block`` tiles is transformed into ``v``
+    ``out``.  ``u`` is ``(64, C_in, C_out)``, zero past the kernel's channels
+    and filters; ``C_in`` and ``C_out`` are the lengths of the markers
+    ``in_channels`` and ``out_channels`` (:func:`.microkernel.channel_marker`).
+    A block of ``block`` tiles is transformed into ``v``
     (:func:`.microkernel.winograd_input`), multiplied, ``m[q] = v[q] @ u[q]``
     (:func:`.microkernel.small_gemm`), and transformed into ``out``
     (:func:`.microkernel.winograd_output`).  Each of ``threads`` workers takes
@@ -148,15 +158,12 @@ def winograd3x3x3(padded, strides, u, in_lanes, out_lanes, block, threads, out):
     tiles = ((out.shape[0] + 1) // 2) * ((out.shape[1] + 1) // 2) * ((out.shape[2] + 1) // 2)
     blocks = (tiles + block - 1) // block
     workers = min(threads, blocks)
-    # one spare tile per q: the 64 vectors a tile's transform writes or reads then lie (block + 1) rows
-    # apart, not a power of two that maps them all to one set of the L1 cache
-    spacing = block + 1
     for worker in prange(workers):
-        v = np.empty(64 * spacing * u.shape[1], dtype=u.dtype)
-        m = np.empty(64 * spacing * u.shape[2], dtype=u.dtype)
+        v = np.empty(block * tile_length(in_channels, u.itemsize), dtype=u.dtype)
+        m = np.empty(block * tile_length(out_channels, u.itemsize), dtype=u.dtype)
         for first in range(worker * blocks // workers * block, min((worker + 1) * blocks // workers * block, tiles),
                            block):
-            winograd_block(padded, strides, u, in_lanes, out_lanes, first, min(block, tiles - first), spacing, v, m,
+            winograd_block(padded, strides, u, in_channels, out_channels, first, min(block, tiles - first), v, m,
                            out)
 
 

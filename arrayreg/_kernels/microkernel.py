@@ -1,31 +1,35 @@
 """Vector-register code of the Winograd convolution: its tile transforms and its small matrix products.
 
 The Winograd kernel (:mod:`.conv`) keeps, per block of tiles, the transformed
-input tiles ``v[q, t, :]`` and products ``m[q, t, :]`` as rows of channels.
-Every channel count is padded to whole *vectors* of ``L`` lanes, ``L`` the
-smallest power of two that holds the channels, at most one 512-bit vector (16
-float32 or 8 float64; :func:`lanes_for`), so each operation here works on one
-vector of ``L`` channels at a time:
+input tiles ``v[t, q, :]`` and products ``m[t, q, :]`` as rows of channels.
+Every channel count is padded to ``C``, whole *vectors* of ``L`` lanes, ``L``
+the smallest power of two that holds the channels, at most one 512-bit vector
+(16 float32 or 8 float64; :func:`padded_channels`), so each operation here
+works on one vector of ``L`` channels at a time:
 
 - :func:`winograd_input`: one 4x4x4 input tile, 64 vector loads, the
-  transform ``B^T`` along axes 3, 2 and 1 (``[d0 - d2, d1 + d2, d2 - d1,
-  d1 - d3]``), 64 vector stores;
+  transform ``B^T`` (``[d0 - d2, d1 + d2, d2 - d1, d1 - d3]``) along axis 1,
+  then 2, then 3, one plane of results at a time, 64 vector stores;
 - :func:`winograd_output`: 64 vector loads of one tile's products, ``A^T``
-  along axes 3, 2 and 1 (``[(m0 + m1) + m2, (m1 - m2) - m3]``), and 8 masked
-  stores of the 2x2x2 output voxels, leaving out the voxels past the volume's
-  end and the channels past the last filter;
+  (``[(m0 + m1) + m2, (m1 - m2) - m3]``) the same way, and 8 masked stores of
+  the 2x2x2 output voxels, leaving out the voxels past the volume's end and
+  the channels past the last filter;
 - :func:`small_gemm`: ``c[:rows] = a[:rows] @ b`` in register blocks of 8 rows
-  by 2 vectors of ``c`` while it runs over ``k``: per step, 2 vector loads of
-  ``b``, 8 broadcasts of ``a`` and 16 fused multiply-adds (``llvm.fma``, one
-  rounding per step); remainders take blocks of 1 row and of 1 vector.  The sum
-  runs over ``k`` in order.
+  by 2 vectors of ``c`` (16 rows where ``c`` is one vector wide) while it runs
+  over ``k``: per step, 2 vector loads of ``b``, 8 broadcasts of ``a`` and 16
+  fused multiply-adds (``llvm.fma``, one rounding per step); remainders take
+  blocks of 1 row and of 1 vector.  The sum runs over ``k`` in order.
 
 These replace scalar loops over the channels (3x slower for the transforms) and
 one BLAS call per small product (32768 calls of fixed cost for a 64^3 16 -> 32
-convolution).  ``L`` is a compile-time constant: ``lanes`` is any tuple of
-``L`` integers (:func:`lane_marker`), only its length counts.  LLVM lowers the
-vectors to whatever the CPU has.  Callers guarantee every offset they pass
-lies in its array (the kernels trust their caller).
+convolution).  ``C`` is a compile-time constant: ``channels`` is any tuple of
+``C`` integers (:func:`channel_marker`), only its length counts.  The transforms
+address a tile's samples and results at multiples of ``C`` from one base
+offset, constants in the machine code, where runtime strides made LLVM keep 128
+addresses on the stack (measured: 2.0 -> 1.2 ms of input transforms for a 64^3
+16 -> 32 convolution).  LLVM lowers the vectors to whatever the CPU has.
+Callers guarantee every offset they pass lies in its array (the kernels trust
+their caller).
 """
 
 import llvmlite.ir as ir
@@ -48,14 +52,15 @@ def lanes_for(channels, dtype):
     return min(vector_width(dtype), 1 << max(channels - 1, 0).bit_length())
 
 
-def padded_channels(channels, lanes):
-    """``channels`` rounded up to whole vectors of ``lanes``."""
+def padded_channels(channels, dtype):
+    """``channels`` rounded up to whole vectors of :func:`lanes_for` lanes: the ``C`` of the kernels."""
+    lanes = lanes_for(channels, dtype)
     return -(-channels // lanes) * lanes
 
 
-def lane_marker(lanes):
-    """The compile-time lane count handed to the kernels: a tuple of ``lanes`` zeros."""
-    return (0,) * lanes
+def channel_marker(width):
+    """The compile-time channel count ``C`` handed to the kernels: a tuple of ``width`` zeros."""
+    return (0,) * width
 
 
 def _is_flat(array):
@@ -66,8 +71,12 @@ def _are_integers(*values):
     return all(isinstance(value, types.Integer) for value in values)
 
 
-def _lane_count(lanes):
-    return lanes.count if isinstance(lanes, types.UniTuple) and 1 <= lanes.count <= 16 else None
+def _layout(channels, dtype):
+    """``(C, L)`` for a channel marker and a Numba float dtype, or None where the marker is not one."""
+    if not (isinstance(channels, types.UniTuple) and channels.count >= 1 and dtype in _FLOATS):
+        return None
+    lanes = min(64 // (dtype.bitwidth // 8), channels.count)
+    return (channels.count, lanes) if channels.count % lanes == 0 else None
 
 
 class _Emitter:
@@ -95,6 +104,9 @@ class _Emitter:
         return total
 
     def address(self, pointer, offset):
+        """The vector at ``pointer[offset]``; ``offset`` an int64 value or a Python int (a constant)."""
+        if isinstance(offset, int):
+            offset = ir.Constant(_I64, offset)
         return self.builder.bitcast(self.builder.gep(pointer, [offset]), self.vector.as_pointer())
 
     def load(self, pointer, offset):
@@ -153,14 +165,6 @@ def _along(builder, values, axis, line, size):
     return result
 
 
-def _multiples(builder, stride, count):
-    """``[0, stride, 2 stride, ...]`` (``count`` int64 values) by additions."""
-    values = [ir.Constant(_I64, 0)]
-    for _ in range(count - 1):
-        values.append(builder.add(values[-1], stride))
-    return values
-
-
 def _planes(builder, load, line, size):
     """The separable transform ``line`` along axes 1, 2 and 3 of the 4x4x4 values ``load(a, b, c)``, one
     plane of results at a time: plane ``x`` (``x < size``) is ``line`` along axis 1 of the loaded planes,
@@ -173,85 +177,89 @@ def _planes(builder, load, line, size):
 
 
 @intrinsic
-def winograd_input(typingctx, src, start, plane, row, step, dst, dst_start, dst_stride, lanes):
-    """``dst[dst_start + q * dst_stride:][:L] = (B^T x B^T x B^T) d``, ``q = 16 a + 4 b + c``, for the tile
-    ``d[a, b, c] = src[start + a * plane + b * row + c * step:][:L]``; in kernels only."""
-    count = _lane_count(lanes)
-    if not (count and _is_flat(src) and _is_flat(dst) and src.dtype == dst.dtype
-            and _are_integers(start, plane, row, step, dst_start, dst_stride)):
+def winograd_input(typingctx, src, start, plane, row, dst, dst_start, channels):
+    """``dst[dst_start + q * C:][:L] = (B^T x B^T x B^T) d``, ``q = 16 a + 4 b + c``, for the tile ``d[a, b,
+    c] = src[start + a * plane + b * row + c * C:][:L]`` (``C`` the length of ``channels``); in kernels
+    only."""
+    layout = _layout(channels, getattr(src, "dtype", None))
+    if not (layout and _is_flat(src) and _is_flat(dst) and src.dtype == dst.dtype
+            and _are_integers(start, plane, row, dst_start)):
         return None
+    width, lanes = layout
 
     def codegen(context, builder, signature, args):
-        emit = _Emitter(context, builder, signature, args, count)
-        src_p, dst_p = emit.data(0), emit.data(5)
-        start, plane, row, step, dst_start, dst_stride = (emit.integer(n) for n in (1, 2, 3, 4, 6, 7))
-        along = [_multiples(builder, stride, 4) for stride in (plane, row, step)]
-        targets = _multiples(builder, dst_stride, 64)
+        emit = _Emitter(context, builder, signature, args, lanes)
+        start, plane, row, dst_start = (emit.integer(n) for n in (1, 2, 3, 5))
+        origin = builder.gep(emit.data(0), [start])
+        rows = {(a, b): builder.gep(origin, [builder.add(builder.mul(ir.Constant(_I64, a), plane),
+                                                         builder.mul(ir.Constant(_I64, b), row))])
+                for a in range(4) for b in range(4)}
+        target = builder.gep(emit.data(4), [dst_start])
 
         def load(a, b, c):
-            return emit.load(src_p, builder.add(builder.add(builder.add(start, along[0][a]), along[1][b]), along[2][c]))
+            return builder.load(emit.address(rows[a, b], c * width), align=emit.align)
 
         for (a, b, c), value in _planes(builder, load, _input_line, 4):
-            emit.store(value, dst_p, builder.add(dst_start, targets[16 * a + 4 * b + c]))
+            builder.store(value, emit.address(target, (16 * a + 4 * b + c) * width), align=emit.align)
         return context.get_dummy_value()
 
-    return types.none(src, start, plane, row, step, dst, dst_start, dst_stride, lanes), codegen
+    return types.none(src, start, plane, row, dst, dst_start, channels), codegen
 
 
 @intrinsic
-def winograd_output(typingctx, m, m_start, m_stride, out, out_start, plane, row, step, valid, filters, lanes):
+def winograd_output(typingctx, m, m_start, out, out_start, plane, row, step, valid, filters, channels):
     """``out[out_start + x * plane + y * row + z * step:][:filters] = ((A^T x A^T x A^T) p)[x, y, z]`` for
-    ``p[q] = m[m_start + q * m_stride:][:L]``: the first ``filters`` (<= L) channels of each output voxel
-    inside the volume (masked stores; bits ``x``, ``4 + y``, ``8 + z`` of ``valid`` say whether its row
-    along each axis lies in it).  In kernels only."""
-    count = _lane_count(lanes)
-    if not (count and _is_flat(m) and _is_flat(out) and m.dtype == out.dtype
-            and _are_integers(m_start, m_stride, out_start, plane, row, step, valid, filters)):
+    ``p[q] = m[m_start + q * C:][:L]``: the first ``filters`` (<= L) channels of each output voxel inside
+    the volume (masked stores; bits ``x``, ``4 + y``, ``8 + z`` of ``valid`` say whether its row along each
+    axis lies in it).  In kernels only."""
+    layout = _layout(channels, getattr(m, "dtype", None))
+    if not (layout and _is_flat(m) and _is_flat(out) and m.dtype == out.dtype
+            and _are_integers(m_start, out_start, plane, row, step, valid, filters)):
         return None
+    width, lanes = layout
 
     def codegen(context, builder, signature, args):
-        emit = _Emitter(context, builder, signature, args, count)
-        m_p, out_p = emit.data(0), emit.data(3)
-        m_start, m_stride, out_start, plane, row, step, valid, filters = (
-            emit.integer(n) for n in (1, 2, 4, 5, 6, 7, 8, 9))
-        sources = _multiples(builder, m_stride, 64)
-        along = [_multiples(builder, stride, 2) for stride in (plane, row, step)]
+        emit = _Emitter(context, builder, signature, args, lanes)
+        m_start, out_start, plane, row, step, valid, filters = (emit.integer(n) for n in (1, 3, 4, 5, 6, 7, 8))
+        source = builder.gep(emit.data(0), [m_start])
+        origin = builder.gep(emit.data(2), [out_start])
         store = emit.masked_store()
-        lane_mask = emit.lanes_below(filters, count)
-        no_lanes = ir.Constant(lane_mask.type, [0] * count)
+        lane_mask = emit.lanes_below(filters, lanes)
+        no_lanes = ir.Constant(lane_mask.type, [0] * lanes)
         rows = emit.bits(valid, 2)
 
         def load(a, b, c):
-            return emit.load(m_p, builder.add(m_start, sources[16 * a + 4 * b + c]))
+            return builder.load(emit.address(source, (16 * a + 4 * b + c) * width), align=emit.align)
 
         for (x, y, z), value in _planes(builder, load, _output_line, 2):
             mask = builder.select(builder.and_(builder.and_(rows[0][x], rows[1][y]), rows[2][z]), lane_mask, no_lanes)
-            offset = builder.add(builder.add(builder.add(out_start, along[0][x]), along[1][y]), along[2][z])
-            builder.call(store, [value, emit.address(out_p, offset), ir.Constant(_I32, emit.align), mask])
+            offset = emit.offset(ir.Constant(_I64, 0), (x, plane), (y, row), (z, step))
+            builder.call(store, [value, emit.address(origin, offset), ir.Constant(_I32, emit.align), mask])
         return context.get_dummy_value()
 
-    return types.none(m, m_start, m_stride, out, out_start, plane, row, step, valid, filters, lanes), codegen
+    return types.none(m, m_start, out, out_start, plane, row, step, valid, filters, channels), codegen
 
 
 # ------------------------------------------------------------------ products
 def _block(rows, vectors):
-    """The intrinsic ``block(a, a0, lda, b, b0, ldb, c, c0, ldc, k, lanes)``: ``rows`` rows by ``vectors``
-    vectors of ``c`` (flat, from ``c0``, row stride ``ldc``) = the same of ``a`` (flat) times ``b`` (flat),
-    over ``k``."""
+    """The intrinsic ``block(a, a0, lda, b, b0, ldb, c, c0, ldc, k, channels)``: ``rows`` rows by ``vectors``
+    vectors of ``L`` lanes of ``c`` (flat, from ``c0``, row stride ``ldc``) = the same of ``a`` (flat) times
+    ``b`` (flat), over ``k``."""
 
     @intrinsic
-    def block(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, k, lanes):
-        count = _lane_count(lanes)
-        if not (count and all(_is_flat(x) for x in (a, b, c)) and a.dtype == b.dtype == c.dtype
+    def block(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, k, channels):
+        layout = _layout(channels, getattr(a, "dtype", None))
+        if not (layout and all(_is_flat(x) for x in (a, b, c)) and a.dtype == b.dtype == c.dtype
                 and _are_integers(a0, lda, b0, ldb, c0, ldc, k)):
             return None
+        lanes = layout[1]
 
         def codegen(context, builder, signature, args):
-            emit = _Emitter(context, builder, signature, args, count)
+            emit = _Emitter(context, builder, signature, args, lanes)
             a_p, b_p, c_p = emit.data(0), emit.data(3), emit.data(6)
             a0, lda, b0, ldb, c0, ldc, k = (emit.integer(n) for n in (1, 2, 4, 5, 7, 8, 9))
             vector = emit.vector
-            name = f"llvm.fma.v{count}{'f32' if emit.align == 4 else 'f64'}"
+            name = f"llvm.fma.v{lanes}{'f32' if emit.align == 4 else 'f64'}"
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3), name)
             entry = builder.block
             header, body, done = (builder.append_basic_block(n) for n in ("gemm_k", "gemm_step", "gemm_done"))
@@ -261,15 +269,15 @@ def _block(rows, vectors):
             sums = [builder.phi(vector) for _ in range(rows * vectors)]
             step.add_incoming(ir.Constant(_I64, 0), entry)
             for total in sums:
-                total.add_incoming(ir.Constant(vector, [0.0] * count), entry)
+                total.add_incoming(ir.Constant(vector, [0.0] * lanes), entry)
             builder.cbranch(builder.icmp_signed("<", step, k), body, done)
             builder.position_at_end(body)
             b_row = builder.add(b0, builder.mul(step, ldb))
-            b_values = [emit.load(b_p, builder.add(b_row, ir.Constant(_I64, count * v))) for v in range(vectors)]
+            b_values = [emit.load(b_p, builder.add(b_row, ir.Constant(_I64, lanes * v))) for v in range(vectors)]
             updated = []
             for r in range(rows):
                 value = builder.load(builder.gep(a_p, [builder.add(emit.offset(a0, (r, lda)), step)]))
-                spread = emit.splat(value, count)
+                spread = emit.splat(value, lanes)
                 updated += [builder.call(fma, [spread, b_values[v], sums[r * vectors + v]]) for v in range(vectors)]
             for total, value in zip(sums, updated):
                 total.add_incoming(value, builder.block)
@@ -278,10 +286,10 @@ def _block(rows, vectors):
             builder.position_at_end(done)
             for r in range(rows):
                 for v in range(vectors):
-                    emit.store(sums[r * vectors + v], c_p, emit.offset(c0, (r, ldc), (1, ir.Constant(_I64, count * v))))
+                    emit.store(sums[r * vectors + v], c_p, emit.offset(c0, (r, ldc), (1, ir.Constant(_I64, lanes * v))))
             return context.get_dummy_value()
 
-        return types.none(a, a0, lda, b, b0, ldb, c, c0, ldc, k, lanes), codegen
+        return types.none(a, a0, lda, b, b0, ldb, c, c0, ldc, k, channels), codegen
 
     return block
 
@@ -292,27 +300,28 @@ _block_column = _block(2 * _ROWS, 1)  # where c is one vector wide: 16 rows, 16 
 
 
 @njit(inline="always")
-def small_gemm(a, a0, lda, b, b0, c, c0, ldc, rows, k, n, lanes):
-    """``c[c0 + t * ldc:][:n] = sum_s a[a0 + t * lda + s] * b[b0 + s * n:][:n]`` for ``t < rows`` and
-    ``s < k``: the product of a ``(rows, k)`` and a C-contiguous ``(k, n)`` matrix, each stored in a flat
-    array, ``n`` a multiple of ``len(lanes)`` (the caller's check).  Blocks of 8 rows by 2 vectors (16
-    rows where ``c`` is one vector wide), then the remaining vector and rows."""
-    width = len(lanes)
+def small_gemm(a, a0, lda, b, b0, c, c0, ldc, rows, k, channels):
+    """``c[c0 + t * ldc:][:C] = sum_s a[a0 + t * lda + s] * b[b0 + s * C:][:C]`` for ``t < rows`` and ``s <
+    k``: the product of a ``(rows, k)`` and a C-contiguous ``(k, C)`` matrix, each stored in a flat array
+    (``C`` the length of ``channels``).  Blocks of 8 rows by 2 vectors (16 rows where ``C`` is one vector),
+    then the remaining vector and rows."""
+    n = len(channels)
+    width = min(n, 64 // a.itemsize)
     pairs = n - n % (2 * width)
     done = 0
     if n == width:
         done = rows - rows % (2 * _ROWS)
         for t in range(0, done, 2 * _ROWS):
-            _block_column(a, a0 + t * lda, lda, b, b0, n, c, c0 + t * ldc, ldc, k, lanes)
+            _block_column(a, a0 + t * lda, lda, b, b0, n, c, c0 + t * ldc, ldc, k, channels)
     else:
         done = rows - rows % _ROWS
         for t in range(0, done, _ROWS):
             for f in range(0, pairs, 2 * width):
-                _block_wide(a, a0 + t * lda, lda, b, b0 + f, n, c, c0 + t * ldc + f, ldc, k, lanes)
+                _block_wide(a, a0 + t * lda, lda, b, b0 + f, n, c, c0 + t * ldc + f, ldc, k, channels)
             if pairs < n:
-                _block_narrow(a, a0 + t * lda, lda, b, b0 + pairs, n, c, c0 + t * ldc + pairs, ldc, k, lanes)
+                _block_narrow(a, a0 + t * lda, lda, b, b0 + pairs, n, c, c0 + t * ldc + pairs, ldc, k, channels)
     for t in range(done, rows):
         for f in range(0, pairs, 2 * width):
-            _row_wide(a, a0 + t * lda, lda, b, b0 + f, n, c, c0 + t * ldc + f, ldc, k, lanes)
+            _row_wide(a, a0 + t * lda, lda, b, b0 + f, n, c, c0 + t * ldc + f, ldc, k, channels)
         if pairs < n:
-            _row_narrow(a, a0 + t * lda, lda, b, b0 + pairs, n, c, c0 + t * ldc + pairs, ldc, k, lanes)
+            _row_narrow(a, a0 + t * lda, lda, b, b0 + pairs, n, c, c0 + t * ldc + pairs, ldc, k, channels)

@@ -99,7 +99,7 @@ def winograd(x, kernel, strides, padding, xp):
 
     The volume is zero-padded by TensorFlow's rule (and up to whole 2x2x2
     output tiles) into a flat buffer of rows of channels, the channels padded
-    with zeros to whole vectors (``microkernel.lanes_for``) and the rows by one
+    with zeros to whole vectors (``microkernel.padded_channels``) and the rows by one
     voxel where their length in bytes would be a multiple of 512 (rows a power
     of two apart share cache sets); the kernel transform ``U = G x G x G
     kernel`` is made once, in float64, its channels padded the same way.
@@ -115,8 +115,7 @@ def winograd(x, kernel, strides, padding, xp):
     out = np.empty((x.shape[0], *(o for o, _, _ in pads), c_out), dtype=x.dtype)
     if out.size == 0:
         return out
-    in_lanes, out_lanes = (microkernel.lanes_for(c, x.dtype) for c in (c_in, c_out))
-    in_width, out_width = microkernel.padded_channels(c_in, in_lanes), microkernel.padded_channels(c_out, out_lanes)
+    in_width, out_width = (microkernel.padded_channels(c, x.dtype) for c in (c_in, c_out))
     lengths = [2 * ((o + 1) // 2) + 2 for o, _, _ in pads]  # the padded extent the tiles read
     lengths[2] += (lengths[2] * in_width * x.dtype.itemsize) % 512 == 0
     padded = np.empty((*lengths, in_width), dtype=x.dtype)
@@ -129,7 +128,7 @@ def winograd(x, kernel, strides, padding, xp):
         conv.pad_volume(np.ascontiguousarray(x[n]), tuple(before for _, before, _ in pads), padded)
         conv.winograd3x3x3(padded.reshape(-1), (padded.strides[0] // x.dtype.itemsize,
                                                 padded.strides[1] // x.dtype.itemsize),
-                           u, microkernel.lane_marker(in_lanes), microkernel.lane_marker(out_lanes), block,
+                           u, microkernel.channel_marker(in_width), microkernel.channel_marker(out_width), block,
                            numba.get_num_threads(), out[n])
     return out
 
