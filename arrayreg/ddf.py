@@ -120,6 +120,21 @@ def warp_box(box, start, image_shape, ddf, origin, interpolation="linear", bound
     return out
 
 
+# Up to this many halvings 2**-num_steps is a normal number of every float dtype, and ``field * 2**-num_steps``
+# is then exactly ``ldexp(field, -num_steps)`` (both the correctly rounded product).
+_EXACT_SCALE_STEPS = 100
+
+
+def scaled_field(backend, field, num_steps):
+    """``field / 2**num_steps``, exactly, as a new array: by the backend's parallel ``scale`` kernel, or by
+    ``ldexp`` where the factor is not a normal number."""
+    if num_steps > _EXACT_SCALE_STEPS:
+        return backend.xp.ldexp(field, -num_steps)
+    out = backend.xp.empty_like(field)
+    backend.kernels.scale(field, field.dtype.type(2.0 ** -num_steps), out)
+    return out
+
+
 def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
     """Integrate a stationary velocity field by scaling and squaring (DeepReg's ``IntDVF``).
 
@@ -161,7 +176,7 @@ def integrate_dvf(dvf, num_steps: int = 7) -> np.ndarray:
     dvf = validate.as_field(dvf, "dvf", xp)
     num_steps = validate.check_int(num_steps, "num_steps", 0)
     dtype = compute_dtype(dvf)
-    current = xp.ldexp(kernel_array(dvf, dtype, xp), -num_steps)  # exactly dvf / 2**num_steps
+    current = scaled_field(backend, kernel_array(dvf, dtype, xp), num_steps)
     if current.size == 0 or num_steps == 0:
         return current
     validate.check_spatial_nonempty(dvf.shape[1:4], "dvf")

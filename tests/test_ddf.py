@@ -150,6 +150,25 @@ def test_integrate_matches_explicit_scaling_and_squaring(rng):
     np.testing.assert_allclose(integrate_dvf(dvf, 5), ddf, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("num_steps", [0, 1, 7, 100, 101, 149, 200, 1100])
+def test_integrate_scaling_is_ldexp_bit_for_bit(rng, dtype, num_steps):
+    """The first step of integrate_dvf, ``dvf / 2**num_steps``, on values whose quotient is subnormal, zero,
+    huge, infinite or NaN: the parallel product where the factor is normal, ldexp beyond."""
+    from arrayreg._backend import backend_of
+    from arrayreg.ddf import scaled_field
+
+    info = np.finfo(dtype)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, info.tiny, -info.tiny, info.max, info.smallest_subnormal,
+                        3 * info.smallest_subnormal, 1.5, -2.75e-30], dtype)
+    field = np.concatenate([special, rng.standard_normal(3 * 5 * 6 * 7 - special.size).astype(dtype)])
+    field = field.reshape(1, 5, 6, 7, 3)
+    got = scaled_field(backend_of(dvf=field), field, num_steps)
+    want = np.ldexp(field, -num_steps)
+    assert got.dtype == dtype and got is not field
+    np.testing.assert_array_equal(got.view(f"u{info.bits // 8}"), want.view(f"u{info.bits // 8}"))
+
+
 def test_integrate_constant_field_is_the_translation(rng):
     # A constant velocity v inside a large volume integrates to the displacement v (away from the edges).
     dvf = np.broadcast_to(np.array([0.75, -0.5, 0.25], np.float32), (1, 12, 12, 12, 3)).copy()

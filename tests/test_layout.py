@@ -119,7 +119,7 @@ def test_bench_sizes_offered_by_the_parser_are_the_benchmarks_sizes():
 
 KERNEL_NAMES = ("resample3d", "resample2d", "warp3d", "warp_grid3d", "resize3d_linear",
                 "resize3d_nearest", "linear_axis_table", "nearest_axis_table", "jacobian3d", "compose3d",
-                "spline_prefilter", "chain3d", "apply3d")
+                "spline_prefilter", "chain3d", "apply3d", "scale")
 
 
 def test_every_cpu_kernel_and_its_cuda_launcher_take_the_same_arguments():

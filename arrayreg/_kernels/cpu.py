@@ -743,6 +743,18 @@ def compose3d(outer, inner, coords, mode, weights, change, out):
 
 
 @cached_njit(**_JIT)
+def scale(src, factor, out):
+    """``out = src * factor`` elementwise over C-contiguous arrays of one size, in parallel chunks."""
+    flat_src, flat_out = src.reshape(-1), out.reshape(-1)
+    chunk = 1 << 16
+    for task in prange((flat_out.size + chunk - 1) // chunk):
+        part = flat_out[task * chunk : (task + 1) * chunk]
+        values = flat_src[task * chunk : (task + 1) * chunk]
+        for e in range(part.size):
+            part[e] = values[e] * factor
+
+
+@cached_njit(**_JIT)
 def warp_grid3d(grid, theta, out):
     """``out[b, n, p] = [grid[n], 1] @ theta[b, :, p]`` over the flattened grid points ``n``.
 

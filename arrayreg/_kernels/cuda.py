@@ -286,6 +286,12 @@ def _empty_like(array, shape, dtype):
     return np.empty(shape, dtype)
 
 
+def scale(src, factor, out):
+    """``out = src * factor`` elementwise: one array expression of the array's module (CuPy, or NumPy under
+    the simulator)."""
+    out[...] = src * factor
+
+
 def warp_grid3d(grid, theta, out):
     """``out[b, x] = [grid[x], 1] @ theta[b]`` for every point, accumulated in float64."""
     n_points = grid.size // 3
