@@ -15,6 +15,12 @@ formulas
 stack
     ``stack_pointer``: fixed-size scratch on a CPU kernel's stack, which lets LLVM turn a
     loop of indexed loads into hardware gathers.
+cache
+    ``prefetch``: a cache-line prefetch as an intrinsic, for the row kernels.
+window
+    A float32 linear warp's corners from windows of the source rows (AVX-512 permutes).
+microkernel
+    The Winograd convolution's vector code: tile transforms and register-blocked GEMMs.
 cpu
     ``@cached_njit(parallel=True)`` loops (``prange`` over an outer axis) around the formulas.
 cuda
@@ -22,7 +28,8 @@ cuda
     take exactly ``cpu``'s arguments (a test checks the signatures), so a public
     function calls ``backend.kernels.X(...)`` without knowing the target.
 conv
-    BLAS-backed convolution loops (Winograd transforms, tap GEMM accumulation).
+    Convolution loops: Winograd F(2x2x2, 3x3x3) on ``microkernel``'s vector code,
+    patch rows and the transposed scatter on SciPy's BLAS.
 
 Numba idioms a reader meets here
 --------------------------------

@@ -177,7 +177,8 @@ def numba_scatter(x, kernel, strides, full):
 # (name, applies(backend, dtype, strides, kernel_shape), strategy(x, kernel, strides, padding, xp)), tried in order.
 CONV3D = (
     ("cuDNN", lambda b, dtype, s, k: b.on_device and dtype == np.float32, cudnn),
-    ("Winograd F(2x2x2, 3x3x3), Numba + BLAS", lambda b, dtype, s, k: b.on_cpu and s == (1, 1, 1) and k == (3, 3, 3),
+    ("Winograd F(2x2x2, 3x3x3), Numba vector code",
+     lambda b, dtype, s, k: b.on_cpu and s == (1, 1, 1) and k == (3, 3, 3),
      winograd),
     ("patch rows, Numba + BLAS", lambda b, dtype, s, k: b.on_cpu, patches),
     ("tap GEMMs on the flat padded volume", lambda b, dtype, s, k: s == (1, 1, 1), flat_taps),

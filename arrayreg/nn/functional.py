@@ -85,11 +85,12 @@ def conv3d(x, kernel, bias=None, strides=1, padding: str = "same"):
     Notes
     -----
 
-    NumPy in gives NumPy out, through Numba kernels (``_kernels/conv.py``) that
-    call SciPy's BLAS from inside their parallel loop: a 3x3x3 kernel at stride
-    1 runs as Winograd F(2x2x2, 3x3x3) (a quarter of the multiplications,
-    errors of the same size as the direct sum's), any other as patch (im2col)
-    rows of a few output voxels per GEMM, never a whole patch matrix.
+    NumPy in gives NumPy out, through Numba kernels (``_kernels/conv.py``): a
+    3x3x3 kernel at stride 1 runs as Winograd F(2x2x2, 3x3x3) (a quarter of the
+    multiplications, errors of the same size as the direct sum's; transforms and
+    products as vector code, ``_kernels/microkernel.py``), any other as patch
+    (im2col) rows of a few output voxels per GEMM through SciPy's BLAS, called
+    from inside the parallel loop, never a whole patch matrix.
 
     CuPy in gives CuPy out: by cuDNN for float32 when NVIDIA's ``cudnn``
     frontend is importable (``arrayreg.nn._cudnn``; no TF32 plans), by cuBLAS
