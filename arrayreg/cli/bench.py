@@ -194,6 +194,17 @@ def localnet_forward(shape):
     return forward
 
 
+def localnet_convolutions(shape):
+    """``(input shape, channels, filters)`` of each 3x3x3 convolution one ``localnet_forward(shape)`` pass makes,
+    in order: the three down-blocks (a convolution, then the two of a residual block) at full, half and
+    quarter size, the two up-blocks' residual convolutions, the head.  tests/test_bench.py records a pass and
+    compares."""
+    half, quarter = (tuple(n // f for n in shape) for f in (2, 4))
+    return [(shape, 2, 8), (shape, 8, 8), (shape, 8, 8), (half, 8, 16), (half, 16, 16), (half, 16, 16),
+            (quarter, 16, 32), (quarter, 32, 32), (quarter, 32, 32), (half, 16, 16), (half, 16, 16),
+            (shape, 8, 8), (shape, 8, 8), (shape, 8, 3)]
+
+
 def sitk_jacobian(sitk, ddf):
     """SimpleITK's DisplacementFieldJacobianDeterminantFilter (axes reversed for ITK's xyz)."""
     return sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(sitk_field(sitk, ddf)))
@@ -347,6 +358,9 @@ def workloads(size, peers, folder):
     w6_kernel = (0.1 * rng.standard_normal((3, 3, 3, 16, 32))).astype(np.float32)
     w7_x = rng.standard_normal((1,) + s["w6"] + (2,)).astype(np.float32)
     localnet = localnet_forward(s["w6"])
+    w7_convolutions = [(rng.standard_normal((1,) + shape + (c_in,)).astype(np.float32),
+                        (0.1 * rng.standard_normal((3, 3, 3, c_in, c_out))).astype(np.float32))
+                       for shape, c_in, c_out in localnet_convolutions(s["w6"])]
     grid = arrayreg.get_reference_grid(s["w1"])
     theta = arrayreg.random_transform_generator(1, 0.1, seed=0)
     w5_out = np.empty((1,) + grid.shape, np.result_type(grid, theta, np.float32))
@@ -417,6 +431,14 @@ def workloads(size, peers, folder):
             touched=w7_x.nbytes,
             out_bytes=w7_x.nbytes * 3 // 2,
             impls={"arrayreg nn blocks": lambda: localnet(w7_x)},
+        ),
+        f"W7c the 3x3x3 convolutions of W7, one after another ({len(w7_convolutions)})": dict(
+            touched=sum(x.nbytes for x, _ in w7_convolutions) * 3,
+            out_bytes=sum(x.nbytes // x.shape[-1] * k.shape[-1] for x, k in w7_convolutions),
+            impls={
+                "arrayreg nn.functional.conv3d": lambda: [conv3d(x, k) for x, k in w7_convolutions],
+                "torch conv3d (+layout)": torch and (lambda: [torch_conv3d(torch, x, k) for x, k in w7_convolutions]),
+            },
         ),
         f"W8 compose_ddf {(1,) + s['w1'] + (3,)}": dict(
             touched=w1_ddf.nbytes * 3,
@@ -616,7 +638,9 @@ def measure(name, work, repeat, bandwidth):
             continue
         ms = median_ms(fn, repeat)
         extra = extra_memory_mb(fn, work["out_bytes"]) if not impl.startswith(("torch", "SimpleITK", "ANTs")) else None
-        result = np.asarray(fn(), dtype=np.float64)
+        output = fn()  # a list of arrays (a sequence of calls) is compared as one
+        result = np.concatenate([np.ravel(part) for part in output]) if isinstance(output, list) else output
+        result = np.asarray(result, dtype=np.float64)
         reference = result if reference is None else reference
         comparable = result.size == reference.size and "target's unit" not in impl
         diff = float(np.abs(result.reshape(reference.shape) - reference).max()) if comparable else float("nan")
