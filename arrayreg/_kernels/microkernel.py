@@ -191,16 +191,15 @@ def winograd_input(typingctx, src, start, plane, row, dst, dst_start, channels):
         emit = _Emitter(context, builder, signature, args, lanes)
         start, plane, row, dst_start = (emit.integer(n) for n in (1, 2, 3, 5))
         origin = builder.gep(emit.data(0), [start])
-        rows = {(a, b): builder.gep(origin, [builder.add(builder.mul(ir.Constant(_I64, a), plane),
-                                                         builder.mul(ir.Constant(_I64, b), row))])
+        rows = {(a, b): builder.gep(origin, [emit.offset(ir.Constant(_I64, 0), (a, plane), (b, row))])
                 for a in range(4) for b in range(4)}
         target = builder.gep(emit.data(4), [dst_start])
 
         def load(a, b, c):
-            return builder.load(emit.address(rows[a, b], c * width), align=emit.align)
+            return emit.load(rows[a, b], c * width)
 
         for (a, b, c), value in _planes(builder, load, _input_line, 4):
-            builder.store(value, emit.address(target, (16 * a + 4 * b + c) * width), align=emit.align)
+            emit.store(value, target, (16 * a + 4 * b + c) * width)
         return context.get_dummy_value()
 
     return types.none(src, start, plane, row, dst, dst_start, channels), codegen
@@ -229,7 +228,7 @@ def winograd_output(typingctx, m, m_start, out, out_start, plane, row, step, val
         rows = emit.bits(valid, 2)
 
         def load(a, b, c):
-            return builder.load(emit.address(source, (16 * a + 4 * b + c) * width), align=emit.align)
+            return emit.load(source, (16 * a + 4 * b + c) * width)
 
         for (x, y, z), value in _planes(builder, load, _output_line, 2):
             mask = builder.select(builder.and_(builder.and_(rows[0][x], rows[1][y]), rows[2][z]), lane_mask, no_lanes)
