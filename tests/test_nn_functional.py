@@ -149,6 +149,19 @@ def test_winograd_path_matches_a_float64_correlation(rng, shape, padding, dtype,
     np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance * max(1.0, np.abs(want).max(initial=0)))
 
 
+@pytest.mark.parametrize("c_in, c_out", [(1, 1), (8, 8), (16, 32), (9, 17), (33, 3), (2, 8)])
+@pytest.mark.parametrize("dtype, tolerance", [(np.float32, 1e-4), (np.float64, 1e-11)])
+def test_winograd_channel_counts_matches_a_float64_correlation(rng, c_in, c_out, dtype, tolerance):
+    """Channel and filter counts that fill one vector, several, or leave a partial one (padded with zeros
+    in the kernel, masked off in the output), float32 (16 lanes) and float64 (8 lanes)."""
+    x = rng.standard_normal((1, 5, 6, 7, c_in)).astype(dtype)
+    kernel = rng.standard_normal((3, 3, 3, c_in, c_out)).astype(dtype)
+    want = correlate_reference(x, kernel, (1, 1, 1), "same")
+    got = F.conv3d(x, kernel)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance * max(1.0, np.abs(want).max()))
+
+
 def test_winograd_blocks_do_not_depend_on_their_size(rng, monkeypatch):
     from arrayreg._kernels import conv
 
