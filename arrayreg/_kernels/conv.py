@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from .jit import cached_njit
-from .microkernel import small_gemm, winograd_input, winograd_output
+from .microkernel import small_gemm, vector_lanes, winograd_input, winograd_output
 
 KERNEL_TRANSFORM = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
@@ -55,7 +55,7 @@ def blas_gemm(dtype):
 BLOCK_BYTES = 1 << 20
 
 
-def tiles_per_block(c_in, c_out, itemsize=4):
+def tiles_per_block(c_in, c_out, itemsize):
     """Tiles per parallel block: at most 64, with ``v`` and ``m`` (64 rows of channels per tile) in
     ``BLOCK_BYTES``."""
     return max(1, min(64, BLOCK_BYTES // (64 * (c_in + c_out) * itemsize)))
@@ -80,7 +80,6 @@ def pad_volume(x, before, padded):
     the channels past ``x``'s.  In parallel over the planes of ``padded``: the copy and the page faults of a
     fresh ``padded`` are split between the threads."""
     n1, n2, n3, channels = x.shape
-    width = padded.shape[3]
     start, stop = before[2], before[2] + n3
     for a in prange(padded.shape[0]):
         i = a - before[0]
@@ -92,11 +91,8 @@ def pad_volume(x, before, padded):
                 continue
             row[:start, :] = 0
             row[stop:, :] = 0
-            if channels == width:
-                row[start:stop, :] = x[i, j]
-            else:
-                row[start:stop, :channels] = x[i, j]
-                row[start:stop, channels:] = 0
+            row[start:stop, :channels] = x[i, j]
+            row[start:stop, channels:] = 0
 
 
 @njit(inline="always")
@@ -104,7 +100,7 @@ def tile_length(channels, itemsize):
     """Values per tile of ``v`` or ``m``: 64 rows of ``C`` channels and one spare vector, so that the rows of
     consecutive tiles that a product block reads or writes do not lie a power of two apart (one set of the
     L1 cache)."""
-    return 64 * len(channels) + min(len(channels), 64 // itemsize)
+    return 64 * len(channels) + vector_lanes(channels, itemsize)
 
 
 @njit(inline="always")
@@ -113,7 +109,7 @@ def winograd_block(padded, strides, u, in_channels, out_channels, first, count, 
     ``m`` and transformed into ``out``.  ``v`` and ``m`` are flat: tile ``t``'s rows ``q`` of ``C`` values
     from ``t * tile_length(C)``."""
     c_in, c_out, filters = len(in_channels), len(out_channels), out.shape[3]
-    in_lanes, out_lanes = min(c_in, 64 // u.itemsize), min(c_out, 64 // u.itemsize)
+    in_lanes, out_lanes = vector_lanes(in_channels, u.itemsize), vector_lanes(out_channels, u.itemsize)
     v_tile, m_tile = tile_length(in_channels, u.itemsize), tile_length(out_channels, u.itemsize)
     flat_u, flat_out = u.reshape(-1), out.reshape(-1)
     tiles2, tiles3 = (out.shape[1] + 1) // 2, (out.shape[2] + 1) // 2

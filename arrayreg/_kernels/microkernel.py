@@ -63,6 +63,12 @@ def channel_marker(width):
     return (0,) * width
 
 
+@njit(inline="always")
+def vector_lanes(channels, itemsize):
+    """``L`` in the kernels: lanes of a vector for the channel marker ``channels`` (at most 512 bits)."""
+    return min(len(channels), 64 // itemsize)
+
+
 def _is_flat(array):
     return isinstance(array, types.Array) and array.ndim == 1 and array.layout == "C" and array.dtype in _FLOATS
 
@@ -284,8 +290,9 @@ def _block(rows, vectors):
             builder.branch(header)
             builder.position_at_end(done)
             for r in range(rows):
+                row_start = emit.offset(c0, (r, ldc))
                 for v in range(vectors):
-                    emit.store(sums[r * vectors + v], c_p, emit.offset(c0, (r, ldc), (1, ir.Constant(_I64, lanes * v))))
+                    emit.store(sums[r * vectors + v], c_p, builder.add(row_start, ir.Constant(_I64, lanes * v)))
             return context.get_dummy_value()
 
         return types.none(a, a0, lda, b, b0, ldb, c, c0, ldc, k, channels), codegen
@@ -304,8 +311,7 @@ def small_gemm(a, a0, lda, b, b0, c, c0, ldc, rows, k, channels):
     k``: the product of a ``(rows, k)`` and a C-contiguous ``(k, C)`` matrix, each stored in a flat array
     (``C`` the length of ``channels``).  Blocks of 8 rows by 2 vectors (16 rows where ``C`` is one vector),
     then the remaining vector and rows."""
-    n = len(channels)
-    width = min(n, 64 // a.itemsize)
+    n, width = len(channels), vector_lanes(channels, a.itemsize)
     pairs = n - n % (2 * width)
     done = 0
     if n == width:
