@@ -154,20 +154,25 @@ def test_warp_image_ddf_constant_with_windows_equals_the_reference(channels):
     np.testing.assert_array_equal(out[0], deepreg_warp(image[0], ddf[0], fill=0.25))
 
 
-def test_both_kinds_of_square_tile_occur_and_agree():
-    """Tiles on one row pair per axis (4 windows) and tiles across two (9 windows, chosen per point)."""
-    shape = (10, 12, 48)
+def test_every_kind_of_square_tile_occurs_and_agrees():
+    """Tiles on one row pair along axes 1 and 2 (4 windows), across two along axis 1 only or axis 2 only
+    (6 windows, chosen per point) and across two along both (9 windows)."""
+    shape = (10, 12, 64)
     image = np.random.default_rng(3).random(shape, dtype=np.float32)
     ddf = np.zeros(shape + (3,), np.float32)
-    ddf[..., 0] = np.linspace(0.1, 1.9, 48, dtype=np.float32)  # i0 steps up within the tiles
-    ddf[..., 1] = 0.25
-    ddf[..., 2] = -np.linspace(0.0, 3.0, 48, dtype=np.float32)  # points step back along axis 3
-    ddf[:, :, 32:, 0] = 0.3  # one row pair in the last tile
+    steps = np.linspace(0.1, 1.9, WIDTH, dtype=np.float32)  # the lower corner steps up within a tile
+    ddf[..., 0], ddf[..., 1] = 0.3, 0.25
+    ddf[..., 16:32, 0] = steps  # tile 1: two row pairs along axis 1
+    ddf[..., 32:48, 1] = steps  # tile 2: along axis 2
+    ddf[..., 48:, 0], ddf[..., 48:, 1] = steps, steps[::-1]  # tile 3: along both
+    ddf[..., 2] = -np.linspace(0.0, 3.0, 64, dtype=np.float32)  # points step back along axis 3
     out, flags, done = window_warp(image, ddf)
     assert flags[:-1, :-1].all()
-    i0 = np.floor(np.arange(10)[:, None, None] + ddf[..., 0]).reshape(10, 12, 3, WIDTH)
-    spans = i0.max(-1) - i0.min(-1)
-    assert (spans == 0).any() and (spans == 1).any()
+    grid = np.indices(shape, dtype=np.float32)
+    spans = [(lambda lower: lower.max(-1) - lower.min(-1))(np.floor(grid[a] + ddf[..., a]).reshape(10, 12, 4, WIDTH))
+             for a in (0, 1)]
+    kinds = {(int(si), int(sj)) for si, sj in zip(spans[0][:-1, :-1].ravel(), spans[1][:-1, :-1].ravel())}
+    assert kinds == {(0, 0), (1, 0), (0, 1), (1, 1)}
     np.testing.assert_array_equal(out[done], deepreg_warp(image, ddf)[done])
 
 
