@@ -67,20 +67,20 @@ def deepreg_warp(image, ddf, fill=None):
 
 
 @njit
-def _tiles_of_row(src, channel_lanes, dims, disp, xi, yj, coords, top, constant, out):
+def _tiles_of_row(src, channel_lanes, dims, disp, xi, yj, coords, top, constant, weights, out):
     """Every whole tile of one row through window_tile: whether each was done."""
     d1, d2, d3 = dims
     n_ch = len(channel_lanes)
     done = np.zeros(out.shape[0] // (WIDTH * n_ch), np.bool_)
     for tile in range(done.shape[0]):
         done[tile] = window_tile(src, channel_lanes, 0, disp, coords, tile * WIDTH, xi, yj, top, d2 * d3 * n_ch,
-                                 d3 * n_ch, d3, constant, out)
+                                 d3 * n_ch, d3, constant, weights, out)
     return done
 
 
-def window_warp(image, ddf, constant=False):
+def window_warp(image, ddf, constant=False, weights=()):
     """The warp by window tiles alone: NaN where no tile did a point; the tiles' flags; the points done.
-    ``image`` is ``(d1, d2, d3)`` or ``(d1, d2, d3, ch)``."""
+    ``image`` is ``(d1, d2, d3)`` or ``(d1, d2, d3, ch)``; ``weights`` as window_tile's."""
     d1, d2, d3 = image.shape[:3]
     channels = image.shape[3] if image.ndim == 4 else 1
     f1, f2, f3 = ddf.shape[:3]
@@ -91,7 +91,8 @@ def window_warp(image, ddf, constant=False):
     for i in range(f1):
         for j in range(f2):
             flags[i, j] = _tiles_of_row(image.reshape(-1), (0,) * channels, (d1, d2, d3), ddf[i, j].reshape(-1),
-                                        coords[i], coords[j], coords, top, constant, out[i, j].reshape(-1))
+                                        coords[i], coords[j], coords, top, constant, weights,
+                                        out[i, j].reshape(-1))
     done = np.zeros(ddf.shape[:3], bool)
     done[..., : flags.shape[-1] * WIDTH] = np.repeat(flags, WIDTH, axis=-1)
     return out, flags, done
@@ -272,6 +273,19 @@ def test_compose_with_windows_equals_the_reference():
     half = dvf / np.float32(2)
     composed = np.asarray(arrayreg.integrate_dvf(dvf, 1))[0]
     np.testing.assert_array_equal(composed, half[0] + deepreg_warp(half[0], half[0]))
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0), (0.0, -1.0), (0.5, -2.0)])
+def test_tiles_with_weights_store_the_weighted_sum(weights):
+    """A composition's tiles store ``w_inner * displacement + w_outer * value`` (3 channels)."""
+    shape = (8, 9, 48)
+    image = np.random.default_rng(4).standard_normal(shape + (3,)).astype(np.float32)
+    ddf = smooth_field(shape, 2.0, seed=5)
+    w_inner, w_outer = (np.float32(w) for w in weights)
+    out, flags, done = window_warp(image, ddf, weights=(w_inner, w_outer))
+    assert flags.mean() > 0.7  # all but the tiles clamped at the first row along axis 1 or 2
+    expected = w_inner * ddf + w_outer * deepreg_warp(image, ddf)
+    np.testing.assert_array_equal(out[done], expected[done])
 
 
 def test_windows_take_float32_only():

@@ -201,7 +201,7 @@ def _select_warp_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, 
     if _takes_linear_row(channel_lanes, vote):
         def linear(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, vote, scratch,
                    out):
-            return linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside,
+            return linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, (),
                               out)
         return linear
 
@@ -284,7 +284,7 @@ def gather_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, c
 
 
 @njit(**_ROW)
-def linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, out):
+def linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, weights, out):
     """One fixed-grid row of a linear warp on the reference grid with 1 to 4 channels, fused per point.
 
     Where :func:`.window.takes_windows` (an AVX-512 CPU, float32), the row's whole tiles of 16 points go first
@@ -294,26 +294,29 @@ def linear_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, c
     and more than ``_MASKED_CHANNELS`` channels, the tile is the clamped one, and the points outside ``(0, top]``
     on some axis, or NaN (the only points where the two boundaries differ), are marked (:func:`mark_outside`)
     and sampled again (:func:`constant_fixup`).  ``channel_lanes`` is a tuple whose length is the channel count.
-    The values are exactly those of ``formulas.linear_point3``, operation for operation.  Returns whether the
-    windows did the row's whole tiles (then the row prefetched the next one's lines itself, and the caller
-    need not).
+    The values are exactly those of ``formulas.linear_point3``, operation for operation; with ``weights``
+    ``(w_inner, w_outer)`` (3 channels: a composition) ``out`` receives :func:`combined` of them and ``disp``.
+    Returns whether the windows did the row's whole tiles (then the row prefetched the next one's lines
+    itself, and the caller need not).
     """
     n_ch = len(channel_lanes)
     f3 = out.shape[0] // n_ch
     done = 0
     if takes_windows(src, channel_lanes, disp, coords, xi, top, out) and dims[2] >= SPAN and top[2] + one == dims[2]:
-        done = window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, out)
+        done = window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, weights,
+                          out)
     for first in range(done, f3, _TILE):
-        general_tile(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, first,
-                     min(_TILE, f3 - first), out)
+        general_tile(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, weights,
+                     first, min(_TILE, f3 - first), out)
     return done > 0 and done == f3 - f3 % WIDTH
 
 
 @njit(**_ROW)
-def general_tile(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, first, n, out):
+def general_tile(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, weights, first, n,
+                 out):
     """Points ``first`` to ``first + n`` (at most ``_TILE``) of a :func:`linear_row` by :func:`linear_tile` into a
     stack buffer, copied to ``out``; with ``constant`` and more than ``_MASKED_CHANNELS`` channels, by the clamped
-    tile and the fix-up of the points outside."""
+    tile and the fix-up of the points outside; then, with ``weights``, :func:`combined` with ``disp``."""
     n_ch = len(channel_lanes)
     s2 = dims[2] * n_ch
     s1 = dims[1] * s2
@@ -334,10 +337,27 @@ def general_tile(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one,
         if mark_outside(tile_disp, xi, yj, tile_coords, top, tile_marks) > 0:
             constant_fixup(src, dims, base, tile_disp, xi, yj, tile_coords, top, one, outside, LINEAR, tile_marks,
                            tile)
+    if len(weights) > 0:
+        inner = disp[3 * first : 3 * (first + n)]
+        for q in range(n * n_ch):
+            tile[q] = combined(tile[q], inner[q], weights)
+
+
+def combined(value, inner, weights):
+    """``value`` as a row stores it: with ``weights == (w_inner, w_outer)``, a composition's
+    ``w_inner * inner + w_outer * value``; with ``()``, ``value`` itself.  In kernels only."""
+    raise TypeError("combined is compiled into the CPU kernels; it has no Python implementation")
+
+
+@overload(combined, inline="always")
+def _select_combined(value, inner, weights):
+    if len(weights) == 0:
+        return lambda value, inner, weights: value
+    return lambda value, inner, weights: weights[0] * inner + weights[1] * value
 
 
 @njit(inline="always")
-def window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, out):
+def window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, weights, out):
     """The tiles of 16 points of a :func:`linear_row` by :func:`.window.window_tile`; a tile it leaves is done
     by :func:`general_tile`, and at the ``_WINDOW_MISSES``-th such tile the row stops (a rough field: there
     the windows cost more than they save).  Returns how many points from the row's start are done."""
@@ -348,13 +368,14 @@ def window_row(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, c
     end = f3 - f3 % WIDTH
     misses = 0
     for first in range(0, end, WIDTH):
-        if window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, dims[2], constant, out):
+        if window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, dims[2], constant, weights,
+                       out):
             continue
         misses += 1
         if misses == _WINDOW_MISSES:
             return first
-        general_tile(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, first, _WIDTH,
-                     out)
+        general_tile(src, dims, channel_lanes, base, disp, xi, yj, coords, top, one, constant, outside, weights, first,
+                     _WIDTH, out)
     return end
 
 
@@ -685,26 +706,17 @@ def apply3d(image, chain, coords, mode, disp_type, out):
 
 
 @njit(inline="always")
-def combine_rows(here, warped, w_inner, w_outer, largest, track):
-    """``warped = w_inner * here + w_outer * warped`` in place; returns ``max(largest, max |warped - here|)``,
-    or without ``track`` ``largest`` as it is (that loop vectorises; the tracking one, which ignores NaN,
-    does not)."""
-    if not track:
-        for m in range(here.shape[0]):
-            warped[m] = w_inner * here[m] + w_outer * warped[m]
-        return largest
+def largest_change(here, combined_row, largest):
+    """``max(largest, max |combined_row - here|)``, NaN ignored."""
     for m in range(here.shape[0]):
-        value = w_inner * here[m] + w_outer * warped[m]
-        step = abs(value - here[m])
+        step = abs(combined_row[m] - here[m])
         if step > largest:
             largest = step
-        warped[m] = value
     return largest
 
 
 @cached_njit(**_JIT)
 def _compose3d_rows(outer, inner, coords, top, one, constant, weights, change, out):
-    w_inner, w_outer = weights
     n_batch, d1, d2, d3, _ = outer.shape
     f1, f2, f3 = inner.shape[1], inner.shape[2], inner.shape[3]
     src, disp, dst = outer.reshape(-1), inner.reshape(-1), out.reshape(-1)
@@ -722,8 +734,9 @@ def _compose3d_rows(outer, inner, coords, top, one, constant, weights, change, o
             if j + 1 < f2 and not windowed:  # as in _warp3d_rows
                 prefetch_row(src, dims, base, disp[row + 3 * f3 : row + 6 * f3], xi, coords[j + 1], coords, top)
             windowed = linear_row(src, dims, (0, 0, 0), base, here, xi, coords[j], coords, top, one, constant, zero,
-                                  warped)
-            largest = combine_rows(here, warped, w_inner, w_outer, largest, track)
+                                  weights, warped)
+            if track:
+                largest = largest_change(here, warped, largest)
         if track:
             change[t] = largest
 
@@ -736,7 +749,8 @@ def compose3d(outer, inner, coords, mode, weights, change, out):
     w_outer)``.  With ``(1, 1)`` this is the composition of two DDFs, with ``(0, -1)`` one fixed-point step of
     inversion.  ``change[b * f1 + i]`` receives the largest ``|out - inner|`` of plane ``i`` (NaN ignored);
     an empty ``change`` skips that.
-    One row at a time: :func:`linear_row` into ``out``, then the weighted sum while the row is in cache.
+    One row at a time: :func:`linear_row` with the weights, which sums as it stores (in registers in the
+    window tiles), then, when tracked, the row's change while it is in cache.
     """
     top, _, constant, one, _, _ = mode
     _compose3d_rows(outer, inner, coords, top, one, constant, weights, change, out)

@@ -1,11 +1,11 @@
-"""A linear warp's corner values from contiguous windows of the source rows, on AVX-512 CPUs.
+"""A linear warp's corner values from contiguous tables of the source rows, on AVX-512 CPUs.
 
 A smooth displacement field sends 16 neighbouring points of a fixed-grid row
 to nearly the same place.  Along axes 1 and 2 their lower corners ``i0`` and
 ``j0`` take one value, or two neighbouring ones; along axis 3 their corners
-``k0``, ``k1`` lie within 32 consecutive voxels.  The 8 corner values of all
-16 points then come from 4 (or 9) source rows, each a window of 32 voxels
-loaded with plain vector loads and picked from with permutes
+``k0``, ``k1`` lie close together.  The 8 corner values of all 16 points then
+come from 4 (6 or 9) source rows, read with plain vector loads of 32
+consecutive values (a *table*) and picked from with permutes
 (``vpermi2ps``), where gathers would fetch them one value at a time: on a
 Zen 5 core a 16-lane gather costs about as much as 16 loads, and gathers
 were most of the row kernel's time.
@@ -20,23 +20,28 @@ axis, where the two boundaries agree:
    ``formulas.linear_axis`` computes them (clamp to ``[0, top]``;
    ``hi = ceil(c)``, ``lo = hi - 1`` unless ``hi == 0``, weight ``hi - c``;
    a NaN coordinate reads voxel 0 with a NaN weight);
-2. the tile's window along axis 3 starts ``SLACK`` voxels before its first
-   point's ``k0`` (within ``[0, d3 - 32]``); it fits when every point's
-   ``k0`` and ``k1`` lie in it.  The tile is *square* when, besides, every
-   point has ``i1 == i0 + 1`` and ``j1 == j0 + 1`` with ``i0`` in
+2. the tile's ``16 * channels`` values, interleaved as they are stored,
+   fill ``channels`` output registers; lane ``t`` of register ``r`` is
+   channel ``(16r + t) % channels`` of point ``(16r + t) // channels``.
+   Register ``r``'s table starts ``SLACKS[channels]`` voxels before the
+   ``k0`` of its first point (within ``[0, channels * d3 - 32]`` values),
+   and a lane picks value ``channels * k + channel - start`` of it, so that
+   no value is ever deinterleaved; the tables fit when every lane's ``k0``
+   and ``k1`` index lies in ``[0, 32)``.  The tile is *square* when, besides,
+   every point has ``i1 == i0 + 1`` and ``j1 == j0 + 1`` with ``i0`` in
    ``{a, a + 1}`` and ``j0`` in ``{b, b + 1}`` (``a``, ``b`` the smaller of
-   the first and last point's).  With one row pair per axis the corners are
-   the windows of rows ``a, a + 1`` by ``b, b + 1``; along an axis with two,
-   the tile reads 3 rows there (``a .. a + 2``, clipped to the last row a
-   point reads) and each point takes its 2: 6 windows when one axis has two
-   pairs, 9 when both have.  A window of several channels
-   is loaded whole and split into one 32-voxel window per channel.  Any
-   other tile (a rough field, points clamped at 0 where ``i1 == i0``) is
-   left to the caller: False;
-3. per channel, ``formulas.trilinear`` of the 8 corners, operation for
-   operation (no fused multiply-add); the channels interleaved again and
-   stored to the tile's values, ``out[first * channels:(first + 16) * channels]``;
-4. prefetches: the last ``channels`` lines of the windows of rows
+   the first and last point's).  With one row pair per axis the corners
+   come from rows ``a, a + 1`` by ``b, b + 1``; along an axis with two, the
+   tile reads 3 rows there (``a .. a + 2``, clipped to the last row a point
+   reads) and each point takes its 2: 6 rows when one axis has two pairs, 9
+   when both have.  Any other tile (a rough field, points clamped at 0
+   where ``i1 == i0``) is left to the caller: False;
+3. per output register, ``formulas.trilinear`` of the 8 corners, operation
+   for operation (no fused multiply-add), with the weights of each lane's
+   point, stored to ``out[first * channels:(first + 16) * channels]``; a
+   composition's tile (``weights``) stores the weighted sum with the
+   displacements instead (``cpu.combined``);
+4. prefetches: the last ``channels`` lines of the tables of rows
    ``a .. a + 2`` by ``b + 1 .. b + 3``, which the same tile of the next row
    along axis 2 may read (the row kernel's per-point prefetching cost more
    than it saved here), and the tile's displacements ``DISP_AHEAD`` values
@@ -45,9 +50,10 @@ axis, where the two boundaries agree:
    further.
 
 The values are bit for bit those of ``formulas.linear_point3``.  Every load
-stays inside the row of the voxels it serves (the window starts at most at
-``d3 - 32``); the caller guarantees ``d3 >= 32``, ``top[2] == d3 - 1`` and
-that every row ``i``, ``j`` in ``[0, top]`` lies in ``src``.
+stays inside the row of the voxels it serves (a table starts at most
+``channels * d3 - 32`` values into its row); the caller guarantees
+``d3 >= 32``, ``top[2] == d3 - 1`` and that every row ``i``, ``j`` in
+``[0, top]`` lies in ``src``.
 
 ``AVAILABLE`` says whether this CPU runs it: Numba compiles for the host,
 and a build for another CPU (``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` set)
@@ -65,9 +71,10 @@ from numba.extending import intrinsic, overload
 from .cache import emit_prefetch
 
 WIDTH = 16  # points per tile: float32 lanes of a 512-bit register
-SPAN = 2 * WIDTH  # voxels per window: two vector loads, the table of one vpermi2ps
-MAX_CHANNELS = 4  # channels of the windows: a window's values, 32 per channel, deinterleaved by LLVM shuffles
-SLACK = 8  # voxels of a window before its tile's first k0 (points may step back along axis 3)
+SPAN = 2 * WIDTH  # values per table: two vector loads, the table of one vpermi2ps (the fewest voxels a row needs)
+MAX_CHANNELS = 4  # channels of the tiles: 16 to 64 values, 1 to 4 output registers
+SLACKS = {1: 8, 2: 3, 3: 1, 4: 1}  # per channel count, voxels of a table before its first point's k0 (points may
+# step back along axis 3); a table's 32 values hold 32 // channels voxels, a register's points fewer
 LINE_VALUES = 16  # float32 values of a 64-byte cache line
 DISP_AHEAD = 4096  # values of the displacements prefetched ahead of a tile (16 KiB).  Measured on W1, 2 threads,
 # before the 6-window tiles: none 8.0-8.4 ms, 4096 values 6.8-7.2 ms, 2048 and 8192 the same within the noise
@@ -82,6 +89,7 @@ def _host_has_avx512():
 AVAILABLE = _host_has_avx512()
 
 _F32, _I16, _I32, _I64 = ir.FloatType(), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+_I64_WIDTH = ir.Constant(_I64, WIDTH)
 _FLOATS, _INTS = ir.VectorType(_F32, WIDTH), ir.VectorType(_I32, WIDTH)
 _PERMUTE = ir.FunctionType(_FLOATS, [_FLOATS, _INTS, _FLOATS])
 
@@ -92,15 +100,17 @@ def takes_windows(src, channel_lanes, disp, coords, xi, top, out):
     raise TypeError("takes_windows is compiled into the CPU kernels; it has no Python implementation")
 
 
-def window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, constant, out):
+def window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, constant, weights, out):
     """Points ``first`` to ``first + 16`` of a linear warp row into ``out``; in kernels only.
 
     ``src`` is the flat source with ``len(channel_lanes)`` channels (1 to ``MAX_CHANNELS``), ``base`` the flat
     offset of its voxel ``(0, 0, 0)``, ``s1`` and ``s2`` its strides (in values) along axes 1 and 2, ``d3`` its
     row length in voxels; point ``k`` of the row is ``(xi, yj, coords[k]) + disp[3k:3k+3]``, its values
     ``out[k * channels:(k + 1) * channels]``.  With ``constant`` (the constant boundary) a tile is done only
-    when every point lies in ``(0, top]`` on every axis, where the two boundaries agree.  Returns whether the
-    tile was done; on False ``out`` is untouched.
+    when every point lies in ``(0, top]`` on every axis, where the two boundaries agree.  ``weights`` is
+    ``()``, or for a composition of 3-channel fields ``(w_inner, w_outer)`` (float32): then ``out`` receives
+    ``w_inner * disp + w_outer * value``, as ``cpu.combined``.  Returns whether the tile was done; on False
+    ``out`` is untouched.
     """
     raise TypeError("window_tile is compiled into the CPU kernels; it has no Python implementation")
 
@@ -121,15 +131,24 @@ def _select_takes_windows(src, channel_lanes, disp, coords, xi, top, out):
     return lambda src, channel_lanes, disp, coords, xi, top, out: applies
 
 
+def _weights_apply(channel_lanes, weights):
+    """Weights a tile takes: none, or two float32 with 3 channels (a composition's)."""
+    return isinstance(weights, types.BaseTuple) and (
+        len(weights) == 0 or (len(channel_lanes) == 3 and weights == types.UniTuple(types.float32, 2)))
+
+
 @overload(window_tile, inline="always")
-def _select_window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, constant, out):
-    if not (_windows_apply(src, channel_lanes, disp, coords, xi, top, out) and yj == types.float32):
-        return lambda src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, constant, out: False
+def _select_window_tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, constant, weights,
+                        out):
+    if not (_windows_apply(src, channel_lanes, disp, coords, xi, top, out) and yj == types.float32
+            and _weights_apply(channel_lanes, weights)):
+        return (lambda src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, constant, weights,
+                out: False)
     tile_intrinsic = _TILES[len(channel_lanes)]
 
-    def tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, constant, out):
+    def tile(src, channel_lanes, base, disp, coords, first, xi, yj, top, s1, s2, d3, constant, weights, out):
         return tile_intrinsic(src, base, disp, coords, first, xi, yj, top[0], top[1], top[2], s1, s2, d3, constant,
-                              out)
+                              weights, out)
     return tile
 
 
@@ -157,26 +176,6 @@ def _lanes(builder, vector, picks):
     """The lanes ``picks`` of ``vector``, as a vector of ``len(picks)``."""
     undefined = ir.Constant(vector.type, ir.Undefined)
     return builder.shuffle_vector(vector, undefined, ir.Constant(ir.VectorType(_I32, len(picks)), picks))
-
-
-def _channel_halves(builder, window, channels, channel):
-    """The 32 values of ``channel`` in a window of ``32 * channels`` interleaved values, as two vectors of 16."""
-    return tuple(_lanes(builder, window, [channels * (half * WIDTH + t) + channel for t in range(WIDTH)])
-                 for half in (0, 1))
-
-
-def _interleave(builder, vectors):
-    """The 16 lanes of each of ``vectors`` interleaved: lane ``t`` of vector ``c`` at ``t * len(vectors) + c``."""
-    if len(vectors) == 1:
-        return vectors[0]
-    wide = vectors[0]
-    for vector in vectors[1:]:  # concatenate: 16, 32, 48, 64 lanes
-        n = wide.type.count
-        padded = _lanes(builder, vector, list(range(WIDTH)) + [0] * (n - WIDTH)) if n > WIDTH else vector
-        picks = list(range(n)) + [n + t for t in range(WIDTH)]
-        wide = builder.shuffle_vector(wide, padded, ir.Constant(ir.VectorType(_I32, n + WIDTH), picks))
-    channels = len(vectors)
-    return _lanes(builder, wide, [c * WIDTH + t for t in range(WIDTH) for c in range(channels)])
 
 
 def _smaller(builder, a, b):
@@ -220,44 +219,67 @@ def _mix(builder, lo, hi, w):
     return builder.fadd(builder.fmul(lo, w), builder.fmul(hi, builder.fsub(one, w)))
 
 
+def _expand(builder, vector, register, channels):
+    """The lanes of the 16 per-point ``vector`` that output register ``register`` of a ``channels``-channel tile
+    holds: lane ``t`` of the register is point ``(16 * register + t) // channels``."""
+    if channels == 1:
+        return vector
+    return _lanes(builder, vector, [(WIDTH * register + t) // channels for t in range(WIDTH)])
+
+
 class _Tile:
-    """The IR of one tile: its corners and weights, whether it is square (and uniform), its windows."""
+    """The IR of one tile: its corners and weights, whether it is square (and uniform), its tables.
+
+    The tile's ``16 * channels`` values, interleaved as they are stored, fill ``channels`` output registers
+    of 16 lanes; lane ``t`` of register ``r`` is channel ``(16r + t) % channels`` of point
+    ``(16r + t) // channels``.  Each register reads each source row from a *table* of 32 consecutive values
+    of that row (2 loads) with one permute per corner along axis 3, starting ``SLACKS[channels]`` voxels
+    before the ``k0`` of its first point (within the row), so no value is ever deinterleaved.
+    """
 
     def __init__(self, builder, channels, src, base, s1, s2, d3, axes):
         b = self.builder = builder
         self.channels, self.src, self.base, self.s1, self.s2 = channels, src, base, s1, s2
-        (self.i0, i1, self.wi), (self.j0, j1, self.wj), (k0, k1, self.wk) = axes
+        (i0, i1, wi), (j0, j1, wj), (k0, k1, wk) = axes
         self.i1, self.j1 = i1, j1
         self.i_min, self.j_min = (_smaller(b, b.extract_element(v, _int(0)), b.extract_element(v, _int(WIDTH - 1)))
-                                  for v in (self.i0, self.j0))
+                                  for v in (i0, j0))
         ones = ir.Constant(_INTS, [1] * WIDTH)
-        at_i = b.icmp_signed("==", self.i0, _splat(b, self.i_min, _INTS))
-        at_j = b.icmp_signed("==", self.j0, _splat(b, self.j_min, _INTS))
-        self.next_i, self.next_j = b.not_(at_i), b.not_(at_j)
-        after_i = b.icmp_signed("==", self.i0, b.add(_splat(b, self.i_min, _INTS), ones))
-        after_j = b.icmp_signed("==", self.j0, b.add(_splat(b, self.j_min, _INTS), ones))
+        i_min, j_min = _splat(b, self.i_min, _INTS), _splat(b, self.j_min, _INTS)
+        at_i, at_j = b.icmp_signed("==", i0, i_min), b.icmp_signed("==", j0, j_min)
+        after_i, after_j = b.icmp_signed("==", i0, b.add(i_min, ones)), b.icmp_signed("==", j0, b.add(j_min, ones))
         two_rows = b.and_(_all(b, b.or_(at_i, after_i)), _all(b, b.or_(at_j, after_j)))
-        pairs = b.and_(_all(b, b.icmp_signed("==", i1, b.add(self.i0, ones))),
-                       _all(b, b.icmp_signed("==", j1, b.add(self.j0, ones))))
-        last_start = b.trunc(b.sub(d3, ir.Constant(_I64, SPAN)), _I32)
-        start = b.sub(b.extract_element(k0, _int(0)), _int(SLACK))
-        self.start = _larger(b, _smaller(b, start, last_start), _int(0))
-        start_lanes = _splat(b, self.start, _INTS)
-        self.indices = (b.sub(k0, start_lanes), b.sub(k1, start_lanes))
-        span = ir.Constant(_INTS, [SPAN] * WIDTH)
-        in_window = b.and_(_all(b, b.icmp_unsigned("<", self.indices[0], span)),
-                           _all(b, b.icmp_unsigned("<", self.indices[1], span)))
-        self.square = b.and_(b.and_(in_window, two_rows), pairs)
+        pairs = b.and_(_all(b, b.icmp_signed("==", i1, b.add(i0, ones))),
+                       _all(b, b.icmp_signed("==", j1, b.add(j0, ones))))
         self.uniform_i, self.uniform_j = _all(b, at_i), _all(b, at_j)
+        registers = range(channels)
+        # per register: its lanes' weights, whether they take the row after the tile's first, table start
+        self.weights = [tuple(_expand(b, w, r, channels) for w in (wi, wj, wk)) for r in registers]
+        self.next_i = [b.icmp_signed("!=", _expand(b, i0, r, channels), i_min) for r in registers]
+        self.next_j = [b.icmp_signed("!=", _expand(b, j0, r, channels), j_min) for r in registers]
+        last_start = b.trunc(b.sub(b.mul(d3, ir.Constant(_I64, channels)), ir.Constant(_I64, SPAN)), _I32)
+        span = ir.Constant(_INTS, [SPAN] * WIDTH)
+        self.starts, self.indices, in_tables = [], [], two_rows
+        for r in registers:
+            first_k0 = b.extract_element(k0, _int(WIDTH * r // channels))
+            start = b.mul(b.sub(first_k0, _int(SLACKS[channels])), _int(channels))
+            start = _larger(b, _smaller(b, start, last_start), _int(0))
+            lane_channel = ir.Constant(_INTS, [(WIDTH * r + t) % channels for t in range(WIDTH)])
+            offset = b.sub(lane_channel, _splat(b, start, _INTS))
+            indices = tuple(b.add(b.mul(_expand(b, k, r, channels), ir.Constant(_INTS, [channels] * WIDTH)), offset)
+                            for k in (k0, k1))
+            for index in indices:
+                in_tables = b.and_(in_tables, _all(b, b.icmp_unsigned("<", index, span)))
+            self.starts.append(b.sext(start, _I64))
+            self.indices.append(indices)
+        self.square = b.and_(in_tables, pairs)
         self.permute = cgutils.get_or_insert_function(b.module, _PERMUTE, "llvm.x86.avx512.vpermi2var.ps.512")
 
     def corners(self, rows_i, rows_j):
-        """Per channel, the 8 corners (order ``v000, v100, v010, v110, v001, ...``: ``i`` fastest, then ``j``,
-        ``k``) from the windows of ``rows_i`` by ``rows_j`` rows: 2 along an axis where the tile is uniform,
-        3 with the per-point choice where it is not."""
+        """Per output register, the 8 corners (order ``v000, v100, v010, v110, v001, ...``: ``i`` fastest, then
+        ``j``, ``k``) from the tables of ``rows_i`` by ``rows_j`` rows: 2 along an axis where the tile is
+        uniform, 3 with the per-point choice where it is not."""
         b = self.builder
-        values = SPAN * self.channels
-        origin = self.origin(values)
         last_i = b.add(self.i_min, _int(1))
         last_j = b.add(self.j_min, _int(1))
         if rows_i == 3:
@@ -269,66 +291,70 @@ class _Tile:
             row_i = b.mul(b.sext(_smaller(b, b.add(self.i_min, _int(di)), last_i), _I64), self.s1)
             for dj in range(rows_j):
                 row_j = b.mul(b.sext(_smaller(b, b.add(self.j_min, _int(dj)), last_j), _I64), self.s2)
-                window = _load(b, self.src, b.add(origin, b.add(row_i, row_j)), values)
-                halves = [_channel_halves(b, window, self.channels, c) for c in range(self.channels)]
-                for c, (low, high) in enumerate(halves):
+                row = b.add(self.base, b.add(row_i, row_j))
+                for r, (start, indices) in enumerate(zip(self.starts, self.indices)):
+                    table = b.add(row, start)
+                    low, high = _load(b, self.src, table, WIDTH), _load(b, self.src, b.add(table, _I64_WIDTH), WIDTH)
                     for kk in (0, 1):
-                        picks[di, dj, kk, c] = b.call(self.permute, [low, self.indices[kk], high])
-        corners = []
-        for c in range(self.channels):
-            chosen = []
-            for kk in (0, 1):
-                for jj in (0, 1):
-                    for ii in (0, 1):
-                        chosen.append(self._chosen(picks, ii, jj, kk, c, rows_i, rows_j))
-            corners.append(chosen)
-        return corners
+                        picks[di, dj, kk, r] = b.call(self.permute, [low, indices[kk], high])
+        return [[self._chosen(picks, ii, jj, kk, r, rows_i, rows_j)
+                 for kk in (0, 1) for jj in (0, 1) for ii in (0, 1)] for r in range(self.channels)]
 
-    def _chosen(self, picks, ii, jj, kk, c, rows_i, rows_j):
-        """Corner ``(ii, jj, kk)`` of channel ``c``: on an axis of 3 rows, a point past the tile's first row
-        (``next_i``, ``next_j``) takes its corner one row further."""
+    def _chosen(self, picks, ii, jj, kk, r, rows_i, rows_j):
+        """Corner ``(ii, jj, kk)`` of output register ``r``: on an axis of 3 rows, a point past the tile's first
+        row (``next_i``, ``next_j``) takes its corner one row further."""
         b = self.builder
         if rows_j == 3:
             def along_j(di):
-                return b.select(self.next_j, picks[di, jj + 1, kk, c], picks[di, jj, kk, c])
+                return b.select(self.next_j[r], picks[di, jj + 1, kk, r], picks[di, jj, kk, r])
         else:
             def along_j(di):
-                return picks[di, jj, kk, c]
+                return picks[di, jj, kk, r]
         if rows_i == 3:
-            return b.select(self.next_i, along_j(ii + 1), along_j(ii))
+            return b.select(self.next_i[r], along_j(ii + 1), along_j(ii))
         return along_j(ii)
 
-    def origin(self, values):
-        """The flat offset of the window of row ``(0, 0)``: the tile's window start, in values."""
-        b = self.builder
-        return b.add(self.base, b.mul(b.sext(self.start, _I64), ir.Constant(_I64, self.channels)))
-
     def prefetch_next_row(self):
-        """Prefetch, for the rows ``a .. a + 2`` by ``b + 1 .. b + 3``, the last ``channels`` lines of a window
-        (the 16 voxels a window gains over the previous tile's): the windows the same tile of the next row
-        along axis 2 may read.  Measured against prefetching only the last line of the windows this tile
-        reads, one row further: W1 (1 channel) 7.2 -> 6.3 ms, W3 (3 channels) 41 -> 30 ms."""
+        """Prefetch, for the rows ``a .. a + 2`` by ``b + 1 .. b + 3``, the ``channels`` lines that end with
+        the last table's last value (the 16 voxels the next tile along axis 3 adds): the tables the same
+        tile of the next row along axis 2 may read.  Measured against prefetching only the last line of the
+        windows this tile reads, one row further: W1 (1 channel) 7.2 -> 6.3 ms, W3 (3 channels) 41 -> 30
+        ms."""
         b = self.builder
-        values = SPAN * self.channels
-        last = b.add(self.origin(values), ir.Constant(_I64, values - 1))
+        last = b.add(self.base, b.add(self.starts[-1], ir.Constant(_I64, SPAN - 1)))
         for di in range(3):
             row_i = b.mul(b.sext(b.add(self.i_min, _int(di)), _I64), self.s1)
             for dj in range(1, 4):
-                row_j = b.mul(b.sext(b.add(self.j_min, _int(dj)), _I64), self.s2)
-                row = b.add(last, b.add(row_i, row_j))
-                for line in range(self.channels):  # the tile's step along axis 3: 16 voxels, a line per channel
+                row = b.add(last, b.add(row_i, b.mul(b.sext(b.add(self.j_min, _int(dj)), _I64), self.s2)))
+                for line in range(self.channels):
                     emit_prefetch(b, self.src, b.add(row, ir.Constant(_I64, -LINE_VALUES * line)))
 
-    def store(self, corners, destination):
-        """``formulas.trilinear`` of each channel's 8 corners, interleaved into ``destination``."""
+    def values(self, corners):
+        """``formulas.trilinear`` of each output register's 8 corners."""
         b = self.builder
         results = []
-        for v in corners:
-            f00, f10 = _mix(b, v[0], v[1], self.wi), _mix(b, v[2], v[3], self.wi)
-            f01, f11 = _mix(b, v[4], v[5], self.wi), _mix(b, v[6], v[7], self.wi)
-            results.append(_mix(b, _mix(b, f00, f10, self.wj), _mix(b, f01, f11, self.wj), self.wk))
-        value = _interleave(b, results)
-        b.store(value, b.bitcast(destination, value.type.as_pointer()), align=4)
+        for v, (wi, wj, wk) in zip(corners, self.weights):
+            f00, f10 = _mix(b, v[0], v[1], wi), _mix(b, v[2], v[3], wi)
+            f01, f11 = _mix(b, v[4], v[5], wi), _mix(b, v[6], v[7], wi)
+            results.append(_mix(b, _mix(b, f00, f10, wj), _mix(b, f01, f11, wj), wk))
+        return results
+
+
+def _combined(builder, registers, disp, offset, weights):
+    """``w_inner * inner + w_outer * value`` per lane (``cpu.combined``): the 3 output registers of a
+    3-channel tile with the tile's displacements, ``disp[offset:offset + 48]`` (the same interleaving; loaded
+    again, not kept in registers through the tile)."""
+    w_inner, w_outer = (_splat(builder, w, _FLOATS) for w in weights)
+    return [builder.fadd(builder.fmul(w_inner, _load(builder, disp, builder.add(offset, ir.Constant(_I64, WIDTH * r)),
+                                                     WIDTH)),
+                         builder.fmul(w_outer, value)) for r, value in enumerate(registers)]
+
+
+def _store(builder, registers, destination):
+    """The output registers, one after another, at ``destination``."""
+    for r, value in enumerate(registers):
+        pointer = builder.gep(destination, [ir.Constant(_I64, WIDTH * r)])
+        builder.store(value, builder.bitcast(pointer, value.type.as_pointer()), align=4)
 
 
 def _branches(builder, uniform_i, uniform_j):
@@ -348,16 +374,18 @@ def _tile_intrinsic(channels):
     coordinates and limits)."""
 
     @intrinsic
-    def tile16(typingctx, src, base, disp, coords, first, xi, yj, top0, top1, top2, s1, s2, d3, constant, out):
+    def tile16(typingctx, src, base, disp, coords, first, xi, yj, top0, top1, top2, s1, s2, d3, constant, weights,
+               out):
         if not (all(_is_float32_row(a) for a in (src, disp, coords, out))
                 and all(a == types.float32 for a in (xi, yj, top0, top1, top2))
                 and all(isinstance(a, types.Integer) for a in (base, first, s1, s2, d3))
-                and isinstance(constant, types.Boolean)):
+                and isinstance(constant, types.Boolean) and _weights_apply((None,) * channels, weights)):
             return None
 
         def codegen(context, builder, signature, args):
             src_p, disp_p, coords_p, out_p = (context.make_array(signature.args[n])(context, builder, args[n]).data
-                                              for n in (0, 2, 3, 14))
+                                              for n in (0, 2, 3, 15))
+            weight_values = [builder.extract_value(args[14], n) for n in range(len(signature.args[14]))]
             base, first, s1, s2, d3 = (context.cast(builder, args[n], signature.args[n], types.int64)
                                        for n in (1, 4, 10, 11, 12))
             offset = builder.mul(first, ir.Constant(_I64, 3))
@@ -381,11 +409,14 @@ def _tile_intrinsic(channels):
             with builder.if_then(done, likely=True):
                 tile.prefetch_next_row()
                 for rows_i, rows_j in _branches(builder, tile.uniform_i, tile.uniform_j):
-                    tile.store(tile.corners(rows_i, rows_j), destination)
+                    values = tile.values(tile.corners(rows_i, rows_j))
+                    if weight_values:
+                        values = _combined(builder, values, disp_p, offset, weight_values)
+                    _store(builder, values, destination)
             return done
 
-        return (types.boolean(src, base, disp, coords, first, xi, yj, top0, top1, top2, s1, s2, d3, constant, out),
-                codegen)
+        return (types.boolean(src, base, disp, coords, first, xi, yj, top0, top1, top2, s1, s2, d3, constant, weights,
+                              out), codegen)
 
     return tile16
 
