@@ -319,3 +319,16 @@ def test_label_warp_of_a_nan_displacement_gives_the_outside_value():
     assert warp_image_ddf(labels, ddf, interpolation="label")[0, 1, 1, 1] == 0
     assert warp_image_ddf(labels, ddf, interpolation="label", boundary="constant", fill_value=9)[0, 1, 1, 1] == 9
     assert (warp_image_ddf(labels, ddf, interpolation="label") == 5).sum() == 26
+
+
+def test_scratch_lends_its_array_again_and_a_new_one_while_lent():
+    from arrayreg.ddf import Scratch
+
+    scratch, field = Scratch(), np.zeros((1, 2, 3, 4, 3), np.float32)
+    with scratch.lend(field, np) as spare:
+        with scratch.lend(field, np) as other:  # lent already (another thread's call): an array of its own
+            assert other is not spare and other.shape == field.shape and other.dtype == field.dtype
+    with scratch.lend(field, np) as again:
+        assert again is spare
+    with scratch.lend(field.astype(np.float64), np) as wider:
+        assert wider is not spare and wider.dtype == np.float64

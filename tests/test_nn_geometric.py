@@ -5,7 +5,7 @@ import arrayreg.layer as layer
 from arrayreg import get_reference_grid, integrate_dvf, resize3d, warp_image_ddf
 from arrayreg.nn import AdditiveUpSampling, IntDVF, Warping
 
-from .reference import one_hot_vote
+from .reference import map_coordinates_batched, one_hot_vote
 
 
 def test_layer_module_reexports_nn():
@@ -43,6 +43,28 @@ def test_int_dvf(rng):
     np.testing.assert_array_equal(IntDVF((6, 7, 8), num_steps=4)(dvf), integrate_dvf(dvf, 4))
     with pytest.raises(ValueError, match="dvf shape must be \\(batch, 6, 7, 8, 3\\)"):
         IntDVF((6, 7, 8))(np.zeros((1, 6, 7, 9, 3)))
+
+
+@pytest.mark.parametrize("num_steps", [1, 2, 3])
+def test_int_dvf_calls_again_give_new_arrays_of_the_same_values(rng, num_steps):
+    """The layer keeps its spare field between calls: each call still returns an array of its own, equal
+    to scaling and squaring written out with map_coordinates (order 1, nearest: the clamp boundary), for
+    an odd and an even number of steps and after a change of dtype."""
+    layer_ = IntDVF((5, 6, 7), num_steps=num_steps)
+    dvf = rng.uniform(-3, 3, (2, 5, 6, 7, 3)).astype(np.float32)
+    ddf = dvf / np.float32(2**num_steps)
+    for _ in range(num_steps):
+        ddf = ddf + map_coordinates_batched(ddf, get_reference_grid((5, 6, 7))[None] + ddf).astype(np.float32)
+    first = layer_(dvf)
+    first_copy = first.copy()
+    float64 = layer_(dvf.astype(np.float64))
+    second = layer_(dvf)
+    assert second is not first and not np.shares_memory(first, second)
+    np.testing.assert_array_equal(first, first_copy)  # not overwritten by the later calls
+    np.testing.assert_array_equal(second, first)
+    np.testing.assert_allclose(first, ddf, rtol=0, atol=1e-5)
+    assert float64.dtype == np.float64
+    np.testing.assert_allclose(float64, first, rtol=0, atol=1e-5)
 
 
 def test_int_dvf_of_small_field_approximates_the_field():

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .. import _validation as validate
 from .._backend import backend_of
 from .._docstrings import fill
-from ..ddf import integrate_dvf, warp_image_ddf
+from ..ddf import Scratch, integrate_with, warp_image_ddf
 from ..grid import get_reference_grid
 from ..resize import resize3d
 from .layers import Layer
@@ -89,6 +89,9 @@ class IntDVF(Layer):
 
     ``ddf = dvf / 2**num_steps``, then ``num_steps`` times ``ddf += warp(ddf, ddf)``;
     see :func:`arrayreg.integrate_dvf`.  ``dvf`` is ``(batch, *fixed_image_size, 3)``.
+    The layer keeps the spare field of the squaring steps between calls (one
+    field's memory, for as long as the layer lives): a call allocates only its
+    result.
 
     Examples
     --------
@@ -103,6 +106,7 @@ class IntDVF(Layer):
         self.fixed_image_size = validate.check_size3(fixed_image_size, "fixed_image_size")
         self._num_steps = validate.check_int(num_steps, "num_steps", 0)
         self._warping = Warping(self.fixed_image_size)
+        self._scratch = Scratch()
 
     @property
     def num_steps(self) -> int:
@@ -111,7 +115,7 @@ class IntDVF(Layer):
     def forward(self, inputs, training=None):
         dvf = validate.as_coordinates(inputs, "dvf", backend_of(dvf=inputs).xp)
         _check_fixed_size(dvf, "dvf", self.fixed_image_size)
-        return integrate_dvf(dvf, self._num_steps)
+        return integrate_with(dvf, self._num_steps, self._scratch)
 
 
 class AdditiveUpSampling(Layer):
