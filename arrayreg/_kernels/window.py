@@ -41,13 +41,14 @@ axis, where the two boundaries agree:
    point, stored to ``out[first * channels:(first + 16) * channels]``; a
    composition's tile (``weights``) stores the weighted sum with the
    displacements instead (``cpu.combined``);
-4. prefetches: the last ``channels`` lines of the tables of rows
-   ``a .. a + 2`` by ``b + 1 .. b + 3``, which the same tile of the next row
-   along axis 2 may read (the row kernel's per-point prefetching cost more
-   than it saved here), and the tile's displacements ``DISP_AHEAD`` values
-   ahead.  Measured on W1's smooth field (160x192x224, 2 threads): 8.2 ->
-   5.4 ms against prefetching only the windows a tile reads, one row
-   further.
+4. prefetches: the last ``channels`` lines of the tables of the rows
+   ``NEW_ROWS`` (``a + 2`` by ``b + 1 .. b + 3`` and ``a, a + 1`` by
+   ``b + 3``), which the same tile of the next row along axis 2 or of the
+   next plane along axis 1 reads first (the row kernel's per-point
+   prefetching cost more than it saved here), and the tile's displacements
+   ``DISP_AHEAD`` values ahead.  Measured on W1's smooth field (160x192x224,
+   2 threads): 8.2 -> 5.4 ms against prefetching only the windows a tile
+   reads, one row further.
 
 The values are bit for bit those of ``formulas.linear_point3``.  Every load
 stays inside the row of the voxels it serves (a table starts at most
@@ -76,6 +77,7 @@ MAX_CHANNELS = 4  # channels of the tiles: 16 to 64 values, 1 to 4 output regist
 SLACKS = {1: 8, 2: 3, 3: 1, 4: 1}  # per channel count, voxels of a table before its first point's k0 (points may
 # step back along axis 3); a table's 32 values hold 32 // channels voxels, a register's points fewer
 LINE_VALUES = 16  # float32 values of a 64-byte cache line
+NEW_ROWS = ((2, 1), (2, 2), (2, 3), (0, 3), (1, 3))  # the rows a tile prefetches, from its (a, b)
 DISP_AHEAD = 4096  # values of the displacements prefetched ahead of a tile (16 KiB).  Measured on W1, 2 threads,
 # before the 6-window tiles: none 8.0-8.4 ms, 4096 values 6.8-7.2 ms, 2048 and 8192 the same within the noise
 
@@ -315,19 +317,20 @@ class _Tile:
         return along_j(ii)
 
     def prefetch_next_row(self):
-        """Prefetch, for the rows ``a .. a + 2`` by ``b + 1 .. b + 3``, the ``channels`` lines that end with
-        the last table's last value (the 16 voxels the next tile along axis 3 adds): the tables the same
-        tile of the next row along axis 2 may read.  Measured against prefetching only the last line of the
-        windows this tile reads, one row further: W1 (1 channel) 7.2 -> 6.3 ms, W3 (3 channels) 41 -> 30
-        ms."""
+        """Prefetch the ``channels`` lines that end with the last table's last value (the 16 voxels the next
+        tile along axis 3 adds) in the rows ``NEW_ROWS`` from ``(a, b)``: the rows that the tiles after this
+        one read first, the same tile of the next row along axis 2 (``b + 3``) and of the next plane along axis
+        1 (``a + 2``, still in the L2 cache when that plane comes).  The rows this tile reads are in the cache
+        already.  Measured against the last line of this tile's windows, one row further: W1 (1 channel)
+        7.2 -> 6.3 ms, W3 (3 channels) 41 -> 30 ms; against all 9 rows ``a .. a + 2`` by ``b + 1 .. b + 3``,
+        single-threaded, W1 10.6-10.9 -> 10.0-10.3 ms and W3 44.5-47.9 -> 42.8-45.2 ms."""
         b = self.builder
         last = b.add(self.base, b.add(self.starts[-1], ir.Constant(_I64, SPAN - 1)))
-        for di in range(3):
+        for di, dj in NEW_ROWS:
             row_i = b.mul(b.sext(b.add(self.i_min, _int(di)), _I64), self.s1)
-            for dj in range(1, 4):
-                row = b.add(last, b.add(row_i, b.mul(b.sext(b.add(self.j_min, _int(dj)), _I64), self.s2)))
-                for line in range(self.channels):
-                    emit_prefetch(b, self.src, b.add(row, ir.Constant(_I64, -LINE_VALUES * line)))
+            row = b.add(last, b.add(row_i, b.mul(b.sext(b.add(self.j_min, _int(dj)), _I64), self.s2)))
+            for line in range(self.channels):
+                emit_prefetch(b, self.src, b.add(row, ir.Constant(_I64, -LINE_VALUES * line)))
 
     def values(self, corners):
         """``formulas.trilinear`` of each output register's 8 corners."""
