@@ -275,6 +275,17 @@ def test_compose_with_windows_equals_the_reference():
     np.testing.assert_array_equal(composed, half[0] + deepreg_warp(half[0], half[0]))
 
 
+@pytest.mark.parametrize("boundary", ["clamp", "constant"])
+def test_compose_of_fields_of_other_sizes_equals_warp_then_add(boundary):
+    """compose_ddf's rows (windows with the weighted sum) where the outer field's rows differ in length from
+    the inner one's, against warping the outer field and adding (windows without weights)."""
+    outer = smooth_field((7, 8, 40), 2.0, seed=6)[None]
+    inner = smooth_field((6, 7, 48), 1.5, seed=7)[None]
+    got = np.asarray(arrayreg.compose_ddf(outer, inner, boundary=boundary))
+    want = inner + np.asarray(arrayreg.warp_image_ddf(outer, inner, boundary=boundary))
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("weights", [(1.0, 1.0), (0.0, -1.0), (0.5, -2.0)])
 def test_tiles_with_weights_store_the_weighted_sum(weights):
     """A composition's tiles store ``w_inner * displacement + w_outer * value`` (3 channels)."""
