@@ -243,7 +243,7 @@ class _Tile:
         b = self.builder = builder
         self.channels, self.src, self.base, self.s1, self.s2 = channels, src, base, s1, s2
         (i0, i1, wi), (j0, j1, wj), (k0, k1, wk) = axes
-        self.i1, self.j1 = i1, j1
+        self.i0, self.j0, self.i1, self.j1 = i0, j0, i1, j1
         self.i_min, self.j_min = (_smaller(b, b.extract_element(v, _int(0)), b.extract_element(v, _int(WIDTH - 1)))
                                   for v in (i0, j0))
         ones = ir.Constant(_INTS, [1] * WIDTH)
@@ -255,10 +255,8 @@ class _Tile:
                        _all(b, b.icmp_signed("==", j1, b.add(j0, ones))))
         self.uniform_i, self.uniform_j = _all(b, at_i), _all(b, at_j)
         registers = range(channels)
-        # per register: its lanes' weights, whether they take the row after the tile's first, table start
+        # per register: its lanes' weights, its table's start and its lanes' indices in the table
         self.weights = [tuple(_expand(b, w, r, channels) for w in (wi, wj, wk)) for r in registers]
-        self.next_i = [b.icmp_signed("!=", _expand(b, i0, r, channels), i_min) for r in registers]
-        self.next_j = [b.icmp_signed("!=", _expand(b, j0, r, channels), j_min) for r in registers]
         last_start = b.trunc(b.sub(b.mul(d3, ir.Constant(_I64, channels)), ir.Constant(_I64, SPAN)), _I32)
         span = ir.Constant(_INTS, [SPAN] * WIDTH)
         self.starts, self.indices, in_tables = [], [], two_rows
@@ -284,10 +282,13 @@ class _Tile:
         b = self.builder
         last_i = b.add(self.i_min, _int(1))
         last_j = b.add(self.j_min, _int(1))
+        next_i = next_j = None  # per register, its lanes past the tile's first row (computed only where needed)
         if rows_i == 3:
             last_i = _call(b, "llvm.vector.reduce.smax.v16i32", [self.i1], _I32)
+            next_i = self._past_first(self.i0, self.i_min)
         if rows_j == 3:
             last_j = _call(b, "llvm.vector.reduce.smax.v16i32", [self.j1], _I32)
+            next_j = self._past_first(self.j0, self.j_min)
         picks = {}
         for di in range(rows_i):
             row_i = b.mul(b.sext(_smaller(b, b.add(self.i_min, _int(di)), last_i), _I64), self.s1)
@@ -299,21 +300,27 @@ class _Tile:
                     low, high = _load(b, self.src, table, WIDTH), _load(b, self.src, b.add(table, _I64_WIDTH), WIDTH)
                     for kk in (0, 1):
                         picks[di, dj, kk, r] = b.call(self.permute, [low, indices[kk], high])
-        return [[self._chosen(picks, ii, jj, kk, r, rows_i, rows_j)
+        return [[self._chosen(picks, ii, jj, kk, r, next_i, next_j)
                  for kk in (0, 1) for jj in (0, 1) for ii in (0, 1)] for r in range(self.channels)]
 
-    def _chosen(self, picks, ii, jj, kk, r, rows_i, rows_j):
-        """Corner ``(ii, jj, kk)`` of output register ``r``: on an axis of 3 rows, a point past the tile's first
-        row (``next_i``, ``next_j``) takes its corner one row further."""
+    def _past_first(self, lower, first_row):
+        """Per output register, whether its lanes' lower corner ``lower`` is past the tile's ``first_row``."""
         b = self.builder
-        if rows_j == 3:
+        first = _splat(b, first_row, _INTS)
+        return [b.icmp_signed("!=", _expand(b, lower, r, self.channels), first) for r in range(self.channels)]
+
+    def _chosen(self, picks, ii, jj, kk, r, next_i, next_j):
+        """Corner ``(ii, jj, kk)`` of output register ``r``: on an axis of 3 rows (``next_i``, ``next_j`` not
+        None), a lane past the tile's first row takes its corner one row further."""
+        b = self.builder
+        if next_j is not None:
             def along_j(di):
-                return b.select(self.next_j[r], picks[di, jj + 1, kk, r], picks[di, jj, kk, r])
+                return b.select(next_j[r], picks[di, jj + 1, kk, r], picks[di, jj, kk, r])
         else:
             def along_j(di):
                 return picks[di, jj, kk, r]
-        if rows_i == 3:
-            return b.select(self.next_i[r], along_j(ii + 1), along_j(ii))
+        if next_i is not None:
+            return b.select(next_i[r], along_j(ii + 1), along_j(ii))
         return along_j(ii)
 
     def prefetch_next_row(self):
