@@ -45,7 +45,8 @@ _CHUNK = 4096  # points per parallel task in the resample kernels
 _MAX_LANES = 4  # the largest channel count compiled as a constant (_lanes), and so the most linear_row takes
 _TILE = 256  # points per stack tile of linear_row
 _WIDTH = np.int64(WIDTH)  # as a run-time int64, so that both calls of general_tile share one signature
-_WINDOW_MISSES = 2  # tiles that window_row leaves to linear_tile before it leaves it the rest of the row
+_WINDOW_MISSES = 8  # tiles that window_row leaves to linear_tile before it leaves it the rest of the row (2 before:
+# 8 spares the last squaring step of W3 0.1-0.3 ms, and a random field costs the same)
 _TILE_VALUES = _MAX_LANES * _TILE  # its values
 _MASKED_CHANNELS = 2  # linear_row takes the constant boundary in its vectorised loop (masked gathers) up to this
 # channel count; with more, its clamped loop and a fix-up of the points outside were faster (3 channels 11.7 against
