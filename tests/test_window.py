@@ -218,10 +218,11 @@ def guarded():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect through the C library")
 @pytest.mark.parametrize("at_end", [True, False])
-def test_windows_stay_inside_the_image_at_its_first_and_last_row(guarded, at_end):
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_windows_stay_inside_the_image_at_its_first_and_last_row(guarded, at_end, channels):
     shape = (3, 4, 40)
-    image = guarded(shape, at_end)
-    image[...] = np.random.default_rng(7).random(shape, dtype=np.float32)
+    image = guarded(shape + ((channels,) if channels > 1 else ()), at_end)
+    image[...] = np.random.default_rng(7).random(image.shape, dtype=np.float32)
     ddf = np.zeros(shape + (3,), np.float32)
     # tiles clamped to the first and the last voxel of each row: the windows of the first row start at the
     # image's first voxel, those of the last row end at its last voxel
