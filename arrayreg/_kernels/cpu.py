@@ -767,8 +767,9 @@ def compose3d(outer, inner, coords, mode, weights, change, out):
     w_outer)``.  With ``(1, 1)`` this is the composition of two DDFs, with ``(0, -1)`` one fixed-point step of
     inversion.  ``change[b * f1 + i]`` receives the largest ``|out - inner|`` of plane ``i`` (NaN ignored);
     an empty ``change`` skips that.
-    One row at a time: :func:`linear_row` with the weights, which sums as it stores (in registers in the
-    window tiles), then, when tracked, the row's change while it is in cache.
+    A plane at a time (:func:`compose_plane`), and in it a row at a time: :func:`linear_row` with the weights,
+    which sums as it stores (in registers in the window tiles), then, when tracked, the row's change while it
+    is in cache.
     """
     top, _, constant, one, _, _ = mode
     _compose3d_rows(outer, inner, coords, top, one, constant, weights, change, out)
